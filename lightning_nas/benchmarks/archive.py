@@ -1,0 +1,149 @@
+"""The native benchmark archive: one `.npz` file per benchmark.
+
+Contents: `keys` (the benchmark's own architecture keys, unicode), one float32 array per metric
+column (NaN where the benchmark has no value), and `meta`: a JSON string with the space, the
+columns, provenance and a SHA-256 checksum over keys and metric arrays. Loading verifies the
+checksum, so a truncated or edited archive is refused instead of silently mis-reporting.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from lightning_nas.spaces.base import Architecture, SearchSpace, get_space
+
+FORMAT_VERSION = 1
+
+
+class ArchiveError(ValueError):
+    """An archive that cannot be read or trusted (missing, truncated, corrupt, bad checksum)."""
+
+
+class UnknownMetricError(KeyError):
+    def __str__(self) -> str:  # KeyError quotes its message; users should see plain text
+        return str(self.args[0])
+
+
+@dataclass
+class Benchmark:
+    """Arrays in memory: architecture keys and one metric array per column."""
+
+    space_name: str
+    keys: np.ndarray  # unicode array, the benchmark's own keys
+    metrics: dict[str, np.ndarray]  # column -> float32 array aligned with keys
+    provenance: str = ""
+    name: str = ""
+    _index: dict[str, int] | None = field(default=None, repr=False)
+
+    # --- lookups -------------------------------------------------------------------------
+    @property
+    def space(self) -> SearchSpace:
+        return get_space(self.space_name)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    @property
+    def index(self) -> dict[str, int]:
+        if self._index is None:
+            self._index = {k: i for i, k in enumerate(self.keys.tolist())}
+        return self._index
+
+    def row(self, a: Architecture | str) -> int | None:
+        key = a if isinstance(a, str) else self.space.key(a)
+        return self.index.get(key)
+
+    def __contains__(self, a: Architecture | str) -> bool:
+        return self.row(a) is not None
+
+    def column(self, metric: str) -> np.ndarray:
+        try:
+            return self.metrics[metric]
+        except KeyError:
+            raise UnknownMetricError(
+                f"unknown metric {metric!r} in the {self.name or self.space_name} archive; "
+                f"available: {', '.join(sorted(self.metrics))}"
+            ) from None
+
+    def query(self, a: Architecture | str, metric: str) -> float:
+        column = self.column(metric)
+        i = self.row(a)
+        if i is None:
+            raise KeyError(f"architecture {a} is not in the {self.name or self.space_name} archive")
+        return float(column[i])
+
+    def archs(self) -> list[Architecture]:
+        """Every architecture of the archive (NB101 needs the enumeration to turn hashes into cells)."""
+        space = self.space
+        from_key = getattr(space, "from_key", space.from_string)
+        return [from_key(k) for k in self.keys.tolist()]
+
+    def best(self, metric: str) -> tuple[str, float]:
+        column = self.column(metric)
+        i = int(np.nanargmax(column))
+        return str(self.keys[i]), float(column[i])
+
+    # --- native file ---------------------------------------------------------------------
+    def checksum(self) -> str:
+        h = hashlib.sha256()
+        h.update(np.ascontiguousarray(np.asarray(self.keys, dtype=str)).tobytes())  # never object pointers
+        for name in sorted(self.metrics):
+            h.update(name.encode())
+            h.update(np.ascontiguousarray(self.metrics[name], dtype=np.float32).tobytes())
+        return h.hexdigest()
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write atomically: a crash never leaves a half-written archive under `path`."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "format": FORMAT_VERSION,
+            "space": self.space_name,
+            "name": self.name,
+            "provenance": self.provenance,
+            "columns": sorted(self.metrics),
+            "rows": len(self.keys),
+            "sha256": self.checksum(),
+        }
+        arrays = {f"metric/{k}": np.asarray(v, dtype=np.float32) for k, v in self.metrics.items()}
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npz")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, keys=np.asarray(self.keys, dtype=str), meta=np.array(json.dumps(meta)), **arrays)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike | list[str | os.PathLike] | tuple[str | os.PathLike, ...]) -> "Benchmark":
+        if isinstance(path, (list, tuple)):  # several tables merged by key (see convert.read_table)
+            from lightning_nas.benchmarks.convert import read_table
+
+            return read_table(path)
+        path = Path(path)
+        if not path.is_file():
+            raise ArchiveError(f"benchmark archive {path} does not exist; build one with `lightning-nas convert`")
+        if path.suffix != ".npz":
+            from lightning_nas.benchmarks.convert import read_table
+
+            return read_table(path)
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                meta = json.loads(str(z["meta"]))
+                keys = z["keys"]
+                metrics = {name: z[f"metric/{name}"] for name in meta["columns"]}
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError, json.JSONDecodeError) as e:
+            raise ArchiveError(f"benchmark archive {path} is truncated or corrupt ({e}); convert it again") from None
+        bench = cls(meta["space"], keys, metrics, meta.get("provenance", ""), meta.get("name", path.stem))
+        if bench.checksum() != meta["sha256"]:
+            raise ArchiveError(f"checksum mismatch in benchmark archive {path}: the file was altered; convert it again")
+        return bench

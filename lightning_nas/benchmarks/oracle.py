@@ -1,0 +1,80 @@
+"""Oracles answer "how good is this architecture?" and count what that cost."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from lightning_nas.benchmarks.archive import Benchmark
+from lightning_nas.spaces.base import Architecture, SearchSpace
+
+
+class BudgetExhausted(RuntimeError):
+    pass
+
+
+class NotInBenchmark(KeyError):
+    pass
+
+
+@dataclass
+class Evaluation:
+    """What one oracle call returns: `score` drives the search (validation), `report` is for reporting only."""
+
+    score: float
+    report: dict[str, float] = field(default_factory=dict)
+    cost: float = 0.0
+
+
+class Oracle:
+    """Counts unique queries, answers repeats from memory for free, refuses past the budget."""
+
+    def __init__(self, space: SearchSpace, budget: int | None = None):
+        if budget is not None and budget < 1:
+            raise ValueError(f"budget must be a positive number of queries, got {budget}")
+        self.space = space
+        self.budget = budget
+        self.seen: dict[str, Evaluation] = {}
+
+    @property
+    def used(self) -> int:
+        return len(self.seen)
+
+    @property
+    def remaining(self) -> float:
+        return math.inf if self.budget is None else self.budget - self.used
+
+    def evaluate(self, a: Architecture) -> Evaluation:
+        key = self.space.key(a)
+        if key in self.seen:
+            return self.seen[key]
+        if self.remaining <= 0:
+            raise BudgetExhausted(f"the oracle budget of {self.budget} queries is spent")
+        result = self._evaluate(a)
+        self.seen[key] = result
+        return result
+
+    def _evaluate(self, a: Architecture) -> Evaluation:
+        raise NotImplementedError
+
+
+class TabularOracle(Oracle):
+    """Answers from a benchmark archive: `objective` is searched on, `report` columns are recorded."""
+
+    def __init__(self, benchmark: Benchmark, objective: str, report: list[str] = (), budget: int | None = None):
+        super().__init__(benchmark.space, budget)
+        self.benchmark = benchmark
+        self.objective = benchmark.column(objective)  # validates the names up front
+        self.objective_name = objective
+        self.report_columns = {name: benchmark.column(name) for name in report}
+
+    def contains(self, a: Architecture) -> bool:
+        return a in self.benchmark
+
+    def _evaluate(self, a: Architecture) -> Evaluation:
+        i = self.benchmark.row(a)
+        if i is None:
+            raise NotInBenchmark(f"{a} is not in the benchmark archive")
+        return Evaluation(
+            score=float(self.objective[i]),
+            report={name: float(col[i]) for name, col in self.report_columns.items()},
+        )

@@ -1,0 +1,135 @@
+"""`lightning-nas`: LightningCLI (fit / validate / test / predict / search) plus convert and bench.
+
+    lightning-nas fit     --config configs/nb201/gin_fit.yaml
+    lightning-nas search  --config configs/nb201/re.yaml
+    lightning-nas convert ../shared/benchmarks/nb201_200ep.csv.gz -o checkpoints/nb201.npz
+    lightning-nas bench   --config configs/nb201/re.yaml --seeds 100 --budgets 50 100 150
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+from lightning_nas.data.datamodule import ArchitectureDataModule
+from lightning_nas.search.strategy import Strategy
+
+USER_ERRORS = (ValueError, KeyError, FileNotFoundError, RuntimeError)
+
+
+class UserError(Exception):
+    """A problem with the user's input: reported in one line with exit code 2."""
+
+
+class NASTrainer(Trainer):
+    def search(
+        self,
+        model: LightningModule | None = None,
+        datamodule: ArchitectureDataModule | None = None,
+        strategy: Strategy | None = None,
+        budget: int = 100,
+        report: list[str] | None = None,
+        run_dir: str = "checkpoints/search",
+        ask_batch: int = 1,
+        ckpt_path: str | None = None,
+        finetune_epochs: int = 20,
+        progress: bool = True,
+    ) -> dict[str, Any]:
+        """Run a search: the strategy asks, the oracle (the datamodule's benchmark, objective = its
+        `target`) answers within `budget` queries; `model` + `ckpt_path` give the predictor."""
+        from lightning_nas.search.runner import run_search
+
+        return run_search(
+            datamodule=datamodule, strategy=strategy, model=model, ckpt_path=ckpt_path, budget=budget,
+            report=report or [], run_dir=run_dir, ask_batch=ask_batch, finetune_epochs=finetune_epochs,
+            seed=int(os.environ.get("PL_GLOBAL_SEED", 0)), progress=progress,
+            config=getattr(self, "search_config", {}),
+        )
+
+
+class NASCLI(LightningCLI):
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        return {**LightningCLI.subcommands(), "search": {"model", "datamodule"}}
+
+    def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> LightningArgumentParser:
+        self._building = subcommand
+        return super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+
+    def add_core_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        if getattr(self, "_building", None) != "search":
+            return super().add_core_arguments_to_parser(parser)
+        # a search needs a benchmark; a predictor only for predictor-guided strategies
+        parser.add_lightning_class_args(self.trainer_class, "trainer")
+        parser.add_lightning_class_args(LightningModule, "model", subclass_mode=True, required=False)
+        parser.add_lightning_class_args(ArchitectureDataModule, "data", subclass_mode=True)
+
+    def before_search(self) -> None:
+        config = self.config["search"]
+        self.trainer.search_config = _plain(config.as_dict() if hasattr(config, "as_dict") else config)
+
+
+def _plain(obj: Any) -> Any:
+    """Config namespaces -> JSON-ready dicts (for results.json)."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items() if k not in ("__default_config__",)}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
+    return str(obj)
+
+
+def run_cli(args: list[str] | None = None) -> NASCLI:
+    return NASCLI(
+        trainer_class=NASTrainer,
+        datamodule_class=None,
+        subclass_mode_model=True,
+        save_config_kwargs={"overwrite": True},
+        args=args,
+        parser_kwargs={"search": {"default_env": False}},
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    torch.set_float32_matmul_precision("high")
+    command = argv[0] if argv else None
+    try:
+        if command == "convert":
+            from lightning_nas.benchmarks.convert import convert_main
+
+            return convert_main(argv[1:])
+        if command == "bench":
+            from lightning_nas.search.bench import bench_main
+
+            return bench_main(argv[1:])
+        if command == "report":
+            from lightning_nas.report import report_main
+
+            return report_main(argv[1:])
+        _check_config_files(argv)
+        run_cli(argv)
+        return 0
+    except UserError as e:
+        print(f"lightning-nas: error: {e}", file=sys.stderr)
+        return 2
+    except USER_ERRORS as e:
+        print(f"lightning-nas: error: {type(e).__name__}: {e}", file=sys.stderr)
+        return 2
+
+
+def _check_config_files(argv: list[str]) -> None:
+    for i, arg in enumerate(argv):
+        path = arg.split("=", 1)[1] if arg.startswith("--config=") else argv[i + 1] if arg == "--config" and i + 1 < len(argv) else None
+        if path is not None and not Path(path).is_file():
+            raise UserError(f"config file {path} does not exist")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,3 @@
+from lightning_nas.data.datamodule import ArchitectureDataModule
+
+__all__ = ["ArchitectureDataModule"]

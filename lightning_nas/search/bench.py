@@ -1,0 +1,108 @@
+"""`lightning-nas bench`: one search config over many seeds in parallel processes, then a summary.
+
+Each seed runs once at the largest budget; the figures for smaller budgets are read off its
+trajectory (best-by-objective after the first b queries). Finished seeds (a `results.json` at
+least as long as needed) are reused, so an interrupted bench resumes where it stopped.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lightning_nas.search.loop import atomic_write, best_after, mean_std
+
+
+def run_one(config: str, seed: int, budget: int, run_dir: str, extra: list[str]) -> str:
+    """Run one seed in this process (a worker of the pool) and return its run directory."""
+    results = Path(run_dir) / "results.json"
+    if results.is_file() and len(json.loads(results.read_text())["queries"]) >= budget:
+        return run_dir
+    import torch
+
+    torch.set_num_threads(1)
+    from lightning_nas.cli import run_cli
+
+    run_cli(["search", "--config", config, "--seed_everything", str(seed), "--budget", str(budget),
+             "--run_dir", run_dir, "--progress", "false", *extra])
+    return run_dir
+
+
+def summarize(run_dirs: list[str], budgets: list[int], config: str) -> dict[str, Any]:
+    runs = [json.loads((Path(d) / "results.json").read_text()) for d in run_dirs]
+    optimum = table_optimum(config)
+    summary: dict[str, Any] = {"config": config, "seeds": len(runs), "budgets": {}}
+    for b in budgets:
+        bests = [best_after(r, b) for r in runs]
+        bests = [x for x in bests if x is not None]
+        report_names = sorted(bests[0]["report"]) if bests else []
+        entry: dict[str, Any] = {"count": len(bests)}
+        for name in ["score", *report_names]:
+            values = [x["score"] if name == "score" else x["report"][name] for x in bests]
+            mean, std = mean_std(values)
+            entry[name] = {"mean": mean, "std": std}
+        if optimum is not None:
+            entry["found_optimum_fraction"] = float(np.mean([x["arch"] == optimum for x in bests])) if bests else 0.0
+        summary["budgets"][str(b)] = entry
+    summary["optimum_by_objective"] = optimum
+    summary["wall_time_s"] = {"mean": float(np.mean([r["wall_time_s"] for r in runs])) if runs else 0.0}
+    return summary
+
+
+def table_optimum(config: str) -> str | None:
+    """The best-by-objective architecture of the whole table, when the config searches a table."""
+    import yaml
+
+    data = yaml.safe_load(Path(config).read_text()).get("data", {}).get("init_args", {})
+    if "benchmark" not in data:
+        return None
+    from lightning_nas.benchmarks.archive import Benchmark
+
+    bench = Benchmark.load(data["benchmark"])
+    key, _ = bench.best(data["target"])
+    space = bench.space
+    from_key = getattr(space, "from_key", space.from_string)
+    return str(from_key(key))
+
+
+def bench_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="lightning-nas bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True, help="a search config (configs/<benchmark>/<method>.yaml)")
+    parser.add_argument("--seeds", type=int, default=20, help="number of seeds (0..N-1)")
+    parser.add_argument("--first-seed", type=int, default=0)
+    parser.add_argument("--budgets", type=int, nargs="+", default=[50, 100, 150])
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--out", default=None, help="output folder (default: checkpoints/bench/<config name>)")
+    parser.add_argument("extra", nargs="*", help="further search arguments, after --, e.g. -- --ckpt_path x.ckpt")
+    args = parser.parse_args(argv)
+    if not Path(args.config).is_file():
+        raise FileNotFoundError(f"config file {args.config} does not exist")
+    if min(args.budgets) < 1 or args.seeds < 1:
+        raise ValueError("budgets and --seeds must be positive")
+    out = Path(args.out or Path("checkpoints/bench") / Path(args.config).with_suffix("").as_posix().replace("/", "_"))
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    run_dirs = [str(out / f"seed_{s}") for s in seeds]
+    start = time.perf_counter()
+    from rich.progress import Progress
+
+    with Progress() as progress, ProcessPoolExecutor(args.workers, mp_context=mp.get_context("spawn")) as pool:
+        task = progress.add_task(f"bench {Path(args.config).name}", total=len(run_dirs))
+        futures = [pool.submit(run_one, args.config, s, max(args.budgets), d, args.extra) for s, d in zip(seeds, run_dirs)]
+        for future in as_completed(futures):
+            future.result()
+            progress.advance(task)
+    summary = summarize(run_dirs, sorted(args.budgets), args.config)
+    summary["bench_wall_time_s"] = round(time.perf_counter() - start, 2)
+    atomic_write(out / "summary.json", json.dumps(summary, indent=1))
+    for b, entry in summary["budgets"].items():
+        figures = "  ".join(f"{k} {v['mean']:.3f} ± {v['std']:.3f}" for k, v in entry.items() if isinstance(v, dict))
+        print(f"budget {b}: {figures}  (n={entry['count']})")
+    print(f"summary: {out / 'summary.json'}")
+    return 0

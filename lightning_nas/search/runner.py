@@ -1,0 +1,68 @@
+"""Assemble one search run from its parts (benchmark, oracle, predictor, strategy) and run it."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lightning_nas.benchmarks.oracle import Oracle, TabularOracle
+from lightning_nas.data.datamodule import ArchitectureDataModule
+from lightning_nas.search.loop import SearchLoop
+from lightning_nas.search.strategy import Strategy
+from lightning_nas.search.surrogate import PredictorSurrogate
+
+
+def load_predictor(model: torch.nn.Module, ckpt_path: str) -> torch.nn.Module:
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"predictor checkpoint {path} does not exist; train one with `lightning-nas fit` first")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        model.load_state_dict(state["state_dict"])
+    except RuntimeError as e:
+        raise ValueError(
+            f"checkpoint {path} does not fit the configured `model:` ({type(model).__name__}): "
+            f"use the same model settings as the `fit` that wrote it ({str(e).splitlines()[0]})"
+        ) from None
+    return model
+
+
+def run_search(
+    datamodule: ArchitectureDataModule | None,
+    strategy: Strategy | None,
+    model: torch.nn.Module | None = None,
+    ckpt_path: str | None = None,
+    budget: int = 100,
+    report: list[str] = (),
+    run_dir: str = "checkpoints/search",
+    ask_batch: int = 1,
+    finetune_epochs: int = 20,
+    seed: int = 0,
+    progress: bool = True,
+    config: dict | None = None,
+    oracle: Oracle | None = None,
+) -> dict[str, Any]:
+    if strategy is None:
+        raise ValueError("no `strategy:` given: name a class, e.g. lightning_nas.search.baselines.RandomSearch")
+    if datamodule is None:
+        raise ValueError("no `data:` given: a search needs a benchmark (data.init_args.benchmark)")
+    if budget < 1:
+        raise ValueError(f"budget must be a positive number of queries, got {budget}")
+    if model is not None and ckpt_path is not None:
+        load_predictor(model, ckpt_path)
+    datamodule.load()
+    if oracle is None:
+        oracle = TabularOracle(datamodule.benchmark, datamodule.hparams.target, list(report), budget)
+    surrogate = None
+    if model is not None:
+        surrogate = PredictorSurrogate(model, oracle.space, finetune_epochs=finetune_epochs, seed=seed)
+    loop = SearchLoop(strategy, oracle, run_dir, seed=seed, ask_batch=ask_batch, surrogate=surrogate,
+                      config=config, progress=progress)
+    results = loop.run()
+    if progress and results["best"]:
+        best = results["best"]
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in best["report"].items())
+        print(f"best by {datamodule.hparams.target}: {best['arch']}  score {best['score']:.4g}"
+              f"{'  (' + shown + ')' if shown else ''}\nresults in {Path(run_dir).resolve()}")
+    return results

@@ -1,0 +1,73 @@
+import json
+
+import numpy as np
+import pytest
+
+from lightning_nas.benchmarks.archive import Benchmark
+from lightning_nas.benchmarks.oracle import BudgetExhausted, TabularOracle
+from lightning_nas.search.baselines import RandomSearch, RegularizedEvolution
+from lightning_nas.search.loop import STATE_FILE, SearchLoop, best_after
+
+
+@pytest.fixture(scope="module")
+def nb201(shared):
+    return Benchmark.load(shared / "nb201_200ep.csv.gz")
+
+
+def run(bench, strategy, run_dir, budget=40, seed=3):
+    oracle = TabularOracle(bench, "cifar10_valid_valid_acc", ["cifar10_test_acc"], budget)
+    return SearchLoop(strategy, oracle, run_dir, seed=seed, progress=False).run()
+
+
+def test_results_record_every_query_and_running_best(nb201, tmp_path):
+    results = run(nb201, RegularizedEvolution(), tmp_path)
+    queries = results["queries"]
+    assert [q["query"] for q in queries] == list(range(1, 41))
+    assert len({q["arch"] for q in queries}) == 40  # the budget counts unique architectures
+    for q in queries:
+        assert q["score"] == pytest.approx(nb201.query(q["arch"], "cifar10_valid_valid_acc"))
+        assert q["report"]["cifar10_test_acc"] == pytest.approx(nb201.query(q["arch"], "cifar10_test_acc"))
+    running = np.maximum.accumulate([q["score"] for q in queries])
+    assert [q["best"]["score"] for q in queries] == pytest.approx(running)
+    assert best_after(results, 10) == queries[9]["best"]
+    for name in ("results.json", "queries.csv", "trajectory.png"):
+        assert (tmp_path / name).stat().st_size > 0
+    assert json.loads((tmp_path / "results.json").read_text())["budget"] == 40
+
+
+def test_same_seed_same_run_other_seed_other_run(nb201, tmp_path):
+    a = run(nb201, RegularizedEvolution(), tmp_path / "a")
+    b = run(nb201, RegularizedEvolution(), tmp_path / "b")
+    c = run(nb201, RegularizedEvolution(), tmp_path / "c", seed=4)
+    assert [q["arch"] for q in a["queries"]] == [q["arch"] for q in b["queries"]]
+    assert [q["arch"] for q in a["queries"]] != [q["arch"] for q in c["queries"]]
+
+
+@pytest.mark.parametrize("strategy", [RandomSearch, RegularizedEvolution])
+def test_resumed_run_equals_uninterrupted_run(nb201, tmp_path, strategy):
+    full = run(nb201, strategy(), tmp_path / "full", budget=30)
+    # cut off after 17 queries: the checkpoint of that moment is what a crash leaves behind
+    partial = run(nb201, strategy(), tmp_path / "cut", budget=17)
+    assert (tmp_path / "cut" / STATE_FILE).is_file()
+    resumed = run(nb201, strategy(), tmp_path / "cut", budget=30)
+    assert [q["arch"] for q in resumed["queries"][:17]] == [q["arch"] for q in partial["queries"]]
+    assert [q["arch"] for q in resumed["queries"]] == [q["arch"] for q in full["queries"]]
+
+
+def test_oracle_refuses_past_budget(nb201):
+    oracle = TabularOracle(nb201, "cifar10_valid_valid_acc", budget=1)
+    a, b = nb201.archs()[:2]
+    oracle.evaluate(a)
+    assert oracle.evaluate(a).score == oracle.evaluate(a).score  # repeats are free
+    with pytest.raises(BudgetExhausted):
+        oracle.evaluate(b)
+    with pytest.raises(ValueError, match="budget"):
+        TabularOracle(nb201, "cifar10_valid_valid_acc", budget=0)
+
+
+def test_regularized_evolution_ages_out_the_oldest(nb201, tmp_path):
+    strategy = RegularizedEvolution(population_size=5, sample_size=2)
+    run(nb201, strategy, tmp_path, budget=12)
+    assert len(strategy.population) == 5
+    with pytest.raises(ValueError, match="sample_size"):
+        RegularizedEvolution(population_size=3, sample_size=4)
