@@ -10,12 +10,14 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from argparse import ArgumentError
 from typing import Any
 
 import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+from lightning_nas.benchmarks.oracle import Oracle
 from lightning_nas.data.datamodule import ArchitectureDataModule
 from lightning_nas.search.strategy import Strategy
 
@@ -39,16 +41,19 @@ class NASTrainer(Trainer):
         ckpt_path: str | None = None,
         finetune_epochs: int = 20,
         progress: bool = True,
+        oracle: Oracle | None = None,
     ) -> dict[str, Any]:
-        """Run a search: the strategy asks, the oracle (the datamodule's benchmark, objective = its
-        `target`) answers within `budget` queries; `model` + `ckpt_path` give the predictor."""
+        """Run a search: the strategy asks, the oracle answers within `budget` queries.
+
+        The oracle is the datamodule's benchmark table (objective = its `target`) unless `oracle`
+        names another (live training, a zero-cost proxy); `model` + `ckpt_path` give the predictor."""
         from lightning_nas.search.runner import run_search
 
         return run_search(
             datamodule=datamodule, strategy=strategy, model=model, ckpt_path=ckpt_path, budget=budget,
             report=report or [], run_dir=run_dir, ask_batch=ask_batch, finetune_epochs=finetune_epochs,
             seed=int(os.environ.get("PL_GLOBAL_SEED", 0)), progress=progress,
-            config=getattr(self, "search_config", {}),
+            config=getattr(self, "search_config", {}), oracle=oracle,
         )
 
 
@@ -67,7 +72,7 @@ class NASCLI(LightningCLI):
         # a search needs a benchmark; a predictor only for predictor-guided strategies
         parser.add_lightning_class_args(self.trainer_class, "trainer")
         parser.add_lightning_class_args(LightningModule, "model", subclass_mode=True, required=False)
-        parser.add_lightning_class_args(ArchitectureDataModule, "data", subclass_mode=True)
+        parser.add_lightning_class_args(ArchitectureDataModule, "data", subclass_mode=True, required=False)
 
     def before_search(self) -> None:
         config = self.config["search"]
@@ -92,11 +97,12 @@ def run_cli(args: list[str] | None = None) -> NASCLI:
         subclass_mode_model=True,
         save_config_kwargs={"overwrite": True},
         args=args,
-        parser_kwargs={"search": {"default_env": False}},
+        parser_kwargs={"exit_on_error": False},
     )
 
 
 def main(argv: list[str] | None = None) -> int:
+    explicit = argv is not None
     argv = list(sys.argv[1:] if argv is None else argv)
     torch.set_float32_matmul_precision("high")
     command = argv[0] if argv else None
@@ -114,14 +120,22 @@ def main(argv: list[str] | None = None) -> int:
 
             return report_main(argv[1:])
         _check_config_files(argv)
-        run_cli(argv)
+        run_cli(argv if explicit else None)
         return 0
-    except UserError as e:
-        print(f"lightning-nas: error: {e}", file=sys.stderr)
+    except (UserError, ArgumentError) as e:
+        print(f"lightning-nas: error: {one_line(str(e))}", file=sys.stderr)
         return 2
     except USER_ERRORS as e:
-        print(f"lightning-nas: error: {type(e).__name__}: {e}", file=sys.stderr)
+        print(f"lightning-nas: error: {type(e).__name__}: {one_line(str(e))}", file=sys.stderr)
         return 2
+
+
+def one_line(message: str) -> str:
+    """jsonargparse reports a failed class init as a list of union alternatives; keep the cause."""
+    noise = ("Does not validate", "Subtypes:", "Errors:", "Expected a <class 'NoneType'>", "Given value")
+    lines = [line.strip(" -") for line in message.splitlines() if line.strip()]
+    useful = [line for line in lines if not line.startswith(noise)]
+    return "; ".join(useful or lines[:1])
 
 
 def _check_config_files(argv: list[str]) -> None:

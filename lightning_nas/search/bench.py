@@ -25,10 +25,14 @@ def run_one(config: str, seed: int, budget: int, run_dir: str, extra: list[str])
     results = Path(run_dir) / "results.json"
     if results.is_file() and len(json.loads(results.read_text())["queries"]) >= budget:
         return run_dir
+    import sys
+
     import torch
 
     torch.set_num_threads(1)
     from lightning_nas.cli import run_cli
+
+    sys.argv = sys.argv[:1]  # the worker inherits the parent's argv; LightningCLI must not read it
 
     run_cli(["search", "--config", config, "--seed_everything", str(seed), "--budget", str(budget),
              "--run_dir", run_dir, "--progress", "false", *extra])

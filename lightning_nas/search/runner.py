@@ -45,15 +45,17 @@ def run_search(
 ) -> dict[str, Any]:
     if strategy is None:
         raise ValueError("no `strategy:` given: name a class, e.g. lightning_nas.search.baselines.RandomSearch")
-    if datamodule is None:
-        raise ValueError("no `data:` given: a search needs a benchmark (data.init_args.benchmark)")
+    if datamodule is None and oracle is None:
+        raise ValueError("no `data:` and no `oracle:` given: a search needs a benchmark table or an oracle")
     if budget < 1:
         raise ValueError(f"budget must be a positive number of queries, got {budget}")
     if model is not None and ckpt_path is not None:
         load_predictor(model, ckpt_path)
-    datamodule.load()
     if oracle is None:
+        datamodule.load()
         oracle = TabularOracle(datamodule.benchmark, datamodule.hparams.target, list(report), budget)
+    else:
+        oracle.budget = budget
     surrogate = None
     if model is not None:
         surrogate = PredictorSurrogate(model, oracle.space, finetune_epochs=finetune_epochs, seed=seed)
@@ -63,6 +65,6 @@ def run_search(
     if progress and results["best"]:
         best = results["best"]
         shown = ", ".join(f"{k} {v:.4g}" for k, v in best["report"].items())
-        print(f"best by {datamodule.hparams.target}: {best['arch']}  score {best['score']:.4g}"
+        print(f"best: {best['arch']}  score {best['score']:.4g}"
               f"{'  (' + shown + ')' if shown else ''}\nresults in {Path(run_dir).resolve()}")
     return results

@@ -57,10 +57,14 @@ class CellOnEdgesSpace(SearchSpace):
         return out
 
     def crossover(self, a: Architecture, b: Architecture, rng: np.random.Generator) -> Architecture:
+        self._check(a)
+        self._check(b)
         take_a = rng.random(len(EDGES)) < 0.5
         return self.make(np.where(take_a, a.genotype, b.genotype))
 
     def edit_distance(self, a: Architecture, b: Architecture) -> int:
+        self._check(a)
+        self._check(b)
         return int(sum(x != y for x, y in zip(a.genotype, b.genotype)))
 
     def choices(self) -> list[int]:
