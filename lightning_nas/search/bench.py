@@ -41,7 +41,7 @@ def run_one(config: str, seed: int, budget: int, run_dir: str, extra: list[str])
 
 def summarize(run_dirs: list[str], budgets: list[int], config: str) -> dict[str, Any]:
     runs = [json.loads((Path(d) / "results.json").read_text()) for d in run_dirs]
-    optimum = table_optimum(config)
+    optimum = table_optimum(runs[0]["config"]) if runs else None
     summary: dict[str, Any] = {"config": config, "seeds": len(runs), "budgets": {}}
     for b in budgets:
         bests = [best_after(r, b) for r in runs]
@@ -60,12 +60,10 @@ def summarize(run_dirs: list[str], budgets: list[int], config: str) -> dict[str,
     return summary
 
 
-def table_optimum(config: str) -> str | None:
-    """The best-by-objective architecture of the whole table, when the config searches a table."""
-    import yaml
-
-    data = yaml.safe_load(Path(config).read_text()).get("data", {}).get("init_args", {})
-    if "benchmark" not in data:
+def table_optimum(run_config: dict[str, Any]) -> str | None:
+    """The best-by-objective architecture of the whole table, when the run searched a table."""
+    data = (run_config.get("data") or {}).get("init_args") or {}
+    if not data.get("benchmark"):
         return None
     from lightning_nas.benchmarks.archive import Benchmark
 
