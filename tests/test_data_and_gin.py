@@ -57,3 +57,25 @@ def test_gin_fit_then_load_for_search(tmp_path, monkeypatch):
     assert result[0]["test_tau"] > 0.5
     with pytest.raises(ValueError, match="does not fit the configured"):
         load_predictor(GINRegressor(hidden=32), str(ckpt_dir / "best.ckpt"))
+
+
+def test_predictor_labels_count_as_queries(tmp_path, monkeypatch, capsys):
+    """A search that starts from a predictor fitted on n labels has spent n queries already."""
+    monkeypatch.chdir(ROOT)
+    ckpt_dir = tmp_path / "gin"
+    assert main(["fit", "--config", "configs/nb201/gin_fit.yaml", "--trainer.max_epochs", "1",
+                 "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(ckpt_dir),
+                 "--trainer.callbacks.init_args.dirpath", str(ckpt_dir), "--data.init_args.num_labelled", "30",
+                 "--data.init_args.max_val", "100"]) == 0
+    search = ["search", "--config", "configs/nb201/rs.yaml", "--progress", "false",
+              "--model", "lightning_nas.predictors.gin.GINRegressor", "--ckpt_path", str(ckpt_dir / "best.ckpt")]
+    assert main([*search, "--budget", "20", "--run_dir", str(tmp_path / "small")]) == 2
+    assert "fitted on 30 labelled architectures, more than the budget of 20" in capsys.readouterr().err
+    assert main([*search, "--budget", "35", "--run_dir", str(tmp_path / "run")]) == 0
+    import json
+
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    dm = ArchitectureDataModule("../shared/benchmarks/nb201_200ep.csv.gz", "cifar10_valid_valid_acc", num_labelled=30)
+    dm.load()
+    assert [q["arch"] for q in results["queries"][:30]] == [str(a) for a in dm.train_archs]
+    assert len(results["queries"]) == 35 and results["predictor_labels_charged"] == 30

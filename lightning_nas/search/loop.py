@@ -51,12 +51,14 @@ class SearchLoop:
         surrogate: Any = None,
         config: dict | None = None,
         progress: bool = True,
+        initial: list | None = None,
     ):
         if ask_batch < 1:
             raise ValueError(f"ask_batch must be >= 1, got {ask_batch}")
         self.strategy, self.oracle, self.surrogate = strategy, oracle, surrogate
         self.run_dir, self.seed, self.ask_batch = Path(run_dir), seed, ask_batch
         self.config, self.progress = config or {}, progress
+        self.initial = initial or []  # architectures charged first (a predictor's training labels)
         self.history: list[dict[str, Any]] = []
         self.skipped_not_in_benchmark = 0
         self.elapsed = 0.0
@@ -67,6 +69,8 @@ class SearchLoop:
         torch.manual_seed(self.seed)
         self.strategy.setup(self.oracle.space, rng, self.surrogate)
         resumed = self._restore(rng)
+        if not resumed and self.initial:
+            self._charge_initial()
         with self._progress_bar(resumed) as advance:
             stalled = 0
             while self.oracle.remaining > 0:
@@ -99,6 +103,19 @@ class SearchLoop:
         results = self.results()
         self.write_outputs(results)
         return results
+
+    def _charge_initial(self) -> None:
+        """Evaluate the predictor's training architectures as the first queries; the strategy and
+        the surrogate learn their scores like any other labels (no extra fine-tuning)."""
+        archs, scores = [], []
+        for a in self.initial:
+            evaluation = self.oracle.evaluate(a)
+            self._record(a, evaluation)
+            archs.append(a)
+            scores.append(evaluation.score)
+        if hasattr(self.surrogate, "labelled"):
+            self.surrogate.labelled.update((a.genotype, s) for a, s in zip(archs, scores))
+        self.strategy.tell(archs, scores)
 
     def _record(self, arch, evaluation) -> None:
         best = self.history[-1]["best"] if self.history else None
@@ -162,6 +179,7 @@ class SearchLoop:
             "best": final,
             "skipped_not_in_benchmark": self.skipped_not_in_benchmark,
             "strategy_stats": stats() if callable(stats) else {},
+            "predictor_labels_charged": len(self.initial),
             "wall_time_s": round(self.elapsed, 3),
         }
 

@@ -14,10 +14,7 @@ from lightning_nas.search.surrogate import PredictorSurrogate
 
 
 def load_predictor(model: torch.nn.Module, ckpt_path: str) -> torch.nn.Module:
-    path = Path(ckpt_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"predictor checkpoint {path} does not exist; train one with `lightning-nas fit` first")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = _read_checkpoint(ckpt_path)
     try:
         model.load_state_dict(state["state_dict"])
     except RuntimeError as e:
@@ -26,6 +23,24 @@ def load_predictor(model: torch.nn.Module, ckpt_path: str) -> torch.nn.Module:
             f"use the same model settings as the `fit` that wrote it ({str(e).splitlines()[0]})"
         ) from None
     return model
+
+
+def _read_checkpoint(ckpt_path: str) -> dict[str, Any]:
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"predictor checkpoint {path} does not exist; train one with `lightning-nas fit` first")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def predictor_labels(ckpt_path: str) -> list:
+    """The labelled architectures the checkpointed predictor was fitted on (its datamodule's
+    training split, rebuilt from the hyper-parameters Lightning stored), or [] for label-free fits."""
+    hp = _read_checkpoint(ckpt_path).get("datamodule_hyper_parameters") or {}
+    if not hp.get("_class_path", "").endswith("ArchitectureDataModule") or not hp.get("num_labelled"):
+        return []
+    datamodule = ArchitectureDataModule(**{k: v for k, v in hp.items() if not k.startswith("_")})
+    datamodule.load()
+    return datamodule.train_archs
 
 
 def run_search(
@@ -42,6 +57,7 @@ def run_search(
     progress: bool = True,
     config: dict | None = None,
     oracle: Oracle | None = None,
+    charge_predictor_labels: bool = True,
 ) -> dict[str, Any]:
     if strategy is None:
         raise ValueError("no `strategy:` given: name a class, e.g. lightning_nas.search.baselines.RandomSearch")
@@ -59,8 +75,16 @@ def run_search(
     surrogate = None
     if model is not None:
         surrogate = PredictorSurrogate(model, oracle.space, finetune_epochs=finetune_epochs, seed=seed)
+    # labels the predictor was fitted on are oracle answers too: they are the run's first queries
+    initial = predictor_labels(ckpt_path) if (ckpt_path and charge_predictor_labels) else []
+    if len(initial) > budget:
+        raise ValueError(
+            f"the predictor in {ckpt_path} was fitted on {len(initial)} labelled architectures, more than the "
+            f"budget of {budget} queries; every label counts as a query: fit on fewer (data.num_labelled) "
+            "or raise the budget"
+        )
     loop = SearchLoop(strategy, oracle, run_dir, seed=seed, ask_batch=ask_batch, surrogate=surrogate,
-                      config=config, progress=progress)
+                      config=config, progress=progress, initial=initial)
     results = loop.run()
     if progress and results["best"]:
         best = results["best"]
