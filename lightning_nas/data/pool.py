@@ -8,7 +8,7 @@ architectures (the cluster prototypes) and each cluster's crowding distance.
 """
 from __future__ import annotations
 
-import itertools
+import math
 
 import lightning as L
 import numpy as np
@@ -24,15 +24,12 @@ MAX_DRAWS_PER_ARCH = 20
 
 
 def draw_pool(space: SearchSpace, size: int, rng: np.random.Generator) -> list[Architecture]:
-    """Up to `size` distinct architectures: the whole space if it is that small, else uniform samples."""
+    """Up to `size` distinct architectures: the whole space if its genotypes number at most `size`,
+    else distinct samples (keyed by the benchmark key, so isomorphic NB101 genotypes count once)."""
     if size < 1:
         raise ValueError(f"pool_size must be >= 1, got {size}")
-    try:
-        head = list(itertools.islice(space.enumerate(), size + 1))
-    except NotImplementedError:
-        head = []
-    if 0 < len(head) <= size:
-        return head
+    if math.prod(space.choices()) <= size:
+        return [a for a in space.enumerate() if space.is_valid(a)]
     seen: dict[str, Architecture] = {}
     for _ in range(size * MAX_DRAWS_PER_ARCH):
         a = space.sample(rng)

@@ -1,0 +1,181 @@
+"""DCL-ENAS search (Algorithm 1 of the paper): predictor-assisted evolution with infill sampling.
+
+1. `initial_size` random architectures get a real evaluation; the predictor is fine-tuned on them.
+2. Then, per `ask`: a population evolves for `generations` (t_gap) generations with the predictor as
+   fitness: tournament selection of parents, uniform crossover, mutation, environmental selection
+   of the best `population_size` by predicted score. The unevaluated candidates the predictor
+   likes best (the infill, N_infill = at most `n`) are returned for a real evaluation.
+3. `tell` hands the new labels to `surrogate.update`, which fine-tunes the predictor on all labels.
+
+The population survives between asks and is re-scored after every fine-tune; the best evaluated
+architectures are re-injected so the evolution never forgets real results.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from lightning_nas.search.strategy import Strategy, Surrogate
+from lightning_nas.spaces.base import Architecture, SearchSpace
+
+
+class DCLENAS(Strategy):
+    needs_surrogate = True
+
+    def __init__(
+        self,
+        initial_size: int = 10,
+        population_size: int = 20,
+        offspring_size: int = 50,
+        generations: int = 5,
+        tournament_size: int = 3,
+        crossover_prob: float = 0.5,
+        mutation_prob: float = 1.0,
+        infill_size: int = 10,
+    ):
+        _check_positive(initial_size=initial_size, population_size=population_size,
+                        offspring_size=offspring_size, generations=generations, infill_size=infill_size)
+        if not 1 <= tournament_size <= population_size:
+            raise ValueError(f"need 1 <= tournament_size <= population_size, got {tournament_size} and {population_size}")
+        for name, p in (("crossover_prob", crossover_prob), ("mutation_prob", mutation_prob)):
+            if not 0.0 <= p <= 1.0:
+                raise ValueError(f"{name} must be a probability in [0, 1], got {p}")
+        self.initial_size, self.population_size, self.offspring_size = initial_size, population_size, offspring_size
+        self.generations, self.tournament_size, self.infill_size = generations, tournament_size, infill_size
+        self.crossover_prob, self.mutation_prob = crossover_prob, mutation_prob
+        self.evaluated: dict[tuple[int, ...], float] = {}
+        #: asked but never told back (the oracle could not evaluate them): not proposed again
+        self.unavailable: set[str] = set()  # canonical keys
+        self.pending: list[Architecture] = []
+        self.population: list[Architecture] = []
+        self.predicted_candidates = 0
+
+    def setup(self, space: SearchSpace, rng: np.random.Generator, surrogate: Surrogate | None = None) -> None:
+        super().setup(space, rng, surrogate)
+        self.evaluated_canonical: set[str] = set()
+
+    # --- ask / tell ----------------------------------------------------------------------
+    def ask(self, n: int) -> list[Architecture]:
+        want = min(n, self.infill_size)
+        if len(self.evaluated) < self.initial_size:
+            self.pending = self._random_unseen(min(want, self.initial_size - len(self.evaluated)))
+        else:
+            self.pending = self._infill(self._evolve(), want)
+        return self.pending
+
+    def tell(self, archs: Sequence[Architecture], scores: Sequence[float]) -> None:
+        told = {a.genotype for a in archs}
+        self.unavailable.update(self.space.canonical(a) for a in self.pending if a.genotype not in told)
+        self.pending = []
+        for a, s in zip(archs, scores):
+            self.evaluated[a.genotype] = float(s)
+            self.evaluated_canonical.add(self.space.canonical(a))
+        if archs:
+            self.surrogate.update(list(archs), [float(s) for s in scores])
+
+    # --- evolution under the predictor -----------------------------------------------------
+    def _evolve(self) -> dict[tuple[int, ...], float]:
+        """Run `generations` generations; return every candidate seen with its predicted score."""
+        population = self._unique(self.population + self._best_evaluated(self.population_size))
+        fitness = self._predict(population)
+        seen = dict(zip((a.genotype for a in population), fitness))
+        for _ in range(self.generations):
+            children = [c for c in self._unique(self._offspring(population, fitness)) if c.genotype not in seen]
+            child_fitness = self._predict(children)
+            seen.update(zip((c.genotype for c in children), child_fitness))
+            pool, pool_fitness = population + children, np.concatenate([fitness, child_fitness])
+            keep = np.argsort(-pool_fitness, kind="stable")[: self.population_size]
+            population, fitness = [pool[i] for i in keep], pool_fitness[keep]
+        self.population = population
+        return seen
+
+    def _offspring(self, population: list[Architecture], fitness: np.ndarray) -> list[Architecture]:
+        children = []
+        for _ in range(self.offspring_size):
+            child = self._tournament(population, fitness)
+            if self.rng.random() < self.crossover_prob:
+                child = self.space.crossover(child, self._tournament(population, fitness), self.rng)
+            if self.rng.random() < self.mutation_prob:
+                child = self.space.mutate(child, self.rng)
+            if self.space.is_valid(child):
+                children.append(child)
+        return children
+
+    def _tournament(self, population: list[Architecture], fitness: np.ndarray) -> Architecture:
+        size = min(self.tournament_size, len(population))
+        picks = self.rng.choice(len(population), size=size, replace=False)
+        return population[int(picks[np.argmax(fitness[picks])])]
+
+    def _infill(self, candidates: dict[tuple[int, ...], float], want: int) -> list[Architecture]:
+        """The `want` best-predicted candidates that compute something not yet evaluated."""
+        chosen, canon = [], self.evaluated_canonical | self.unavailable
+        for genotype in sorted(candidates, key=lambda g: -candidates[g]):
+            a = self.space.make(genotype)
+            key = self.space.canonical(a)
+            if genotype in self.evaluated or key in canon:
+                continue
+            chosen.append(a)
+            canon.add(key)
+            if len(chosen) == want:
+                break
+        self.predicted_candidates += len(candidates)
+        # an exhausted neighbourhood still has to make progress: top up with random new cells
+        return chosen + self._random_unseen(want - len(chosen), exclude=canon)
+
+    # --- helpers -------------------------------------------------------------------------
+    def _predict(self, archs: list[Architecture]) -> np.ndarray:
+        if not archs:
+            return np.empty(0)
+        return self.surrogate.score(archs).detach().cpu().numpy().astype(np.float64)
+
+    def _best_evaluated(self, k: int) -> list[Architecture]:
+        best = sorted(self.evaluated, key=lambda g: -self.evaluated[g])[:k]
+        return [self.space.make(g) for g in best]
+
+    def _unique(self, archs: list[Architecture]) -> list[Architecture]:
+        return list({a.genotype: a for a in archs}.values())
+
+    def _random_unseen(self, k: int, exclude: set[str] | None = None) -> list[Architecture]:
+        exclude = set(self.evaluated_canonical | self.unavailable if exclude is None else exclude)
+        out: list[Architecture] = []
+        for _ in range(1000 * max(k, 1)):
+            if len(out) >= k:
+                break
+            a = self.space.sample(self.rng)
+            key = self.space.canonical(a)
+            if key not in exclude:
+                out.append(a)
+                exclude.add(key)
+        return out
+
+    # --- resumption and reporting ----------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        genotypes = list(self.evaluated)
+        return {
+            "evaluated": [list(g) for g in genotypes],
+            "scores": [self.evaluated[g] for g in genotypes],
+            "population": self._pack(self.population),
+            "unavailable": sorted(self.unavailable),
+            "predicted_candidates": self.predicted_candidates,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.evaluated = {tuple(g): float(s) for g, s in zip(state["evaluated"], state["scores"])}
+        self.evaluated_canonical = {self.space.canonical(self.space.make(g)) for g in self.evaluated}
+        self.population = self._unpack(state["population"])
+        self.unavailable = set(state["unavailable"])
+        self.predicted_candidates = int(state["predicted_candidates"])
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "evaluated": len(self.evaluated),
+            "predicted_candidates": self.predicted_candidates,
+            "unavailable": len(self.unavailable),
+        }
+
+
+def _check_positive(**values: int) -> None:
+    for name, v in values.items():
+        if v < 1:
+            raise ValueError(f"{name} must be >= 1, got {v}")
