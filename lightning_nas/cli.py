@@ -21,6 +21,11 @@ from lightning_nas.benchmarks.oracle import Oracle
 from lightning_nas.data.datamodule import ArchitectureDataModule
 from lightning_nas.search.strategy import Strategy
 
+DESCRIPTION = (
+    "lightning-nas: predictor-guided neural architecture search. Lightning subcommands below, and: "
+    "`lightning-nas convert` (benchmark archives), `lightning-nas bench` (one config over many seeds), "
+    "`lightning-nas report` (every method x protocol; benchmarks/REPORT.md). Each takes --help."
+)
 USER_ERRORS = (ValueError, KeyError, FileNotFoundError, RuntimeError)
 
 
@@ -74,6 +79,14 @@ class NASCLI(LightningCLI):
         parser.add_lightning_class_args(LightningModule, "model", subclass_mode=True, required=False)
         parser.add_lightning_class_args(ArchitectureDataModule, "data", subclass_mode=True, required=False)
 
+    def _dump_config(self) -> None:
+        # With `data: null` (a search answered by `oracle:`) Lightning's datamodule instantiator reads
+        # None as the hparams of any LightningDataModule it builds, so one nested in the oracle failed.
+        super()._dump_config()
+        for key in ("model", "data"):
+            if isinstance(self.config_dump, dict) and self.config_dump.get(key) is None:
+                self.config_dump[key] = {}
+
     def before_search(self) -> None:
         config = self.config["search"]
         self.trainer.search_config = _plain(config.as_dict() if hasattr(config, "as_dict") else config)
@@ -97,7 +110,7 @@ def run_cli(args: list[str] | None = None) -> NASCLI:
         subclass_mode_model=True,
         save_config_kwargs={"overwrite": True},
         args=args,
-        parser_kwargs={"exit_on_error": False},
+        parser_kwargs={"exit_on_error": False, "description": DESCRIPTION},
     )
 
 

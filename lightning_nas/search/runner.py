@@ -19,7 +19,7 @@ def load_predictor(model: torch.nn.Module, ckpt_path: str) -> torch.nn.Module:
         model.load_state_dict(state["state_dict"])
     except RuntimeError as e:
         raise ValueError(
-            f"checkpoint {path} does not fit the configured `model:` ({type(model).__name__}): "
+            f"checkpoint {ckpt_path} does not fit the configured `model:` ({type(model).__name__}): "
             f"use the same model settings as the `fit` that wrote it ({str(e).splitlines()[0]})"
         ) from None
     return model
@@ -89,6 +89,8 @@ def run_search(
     if progress and results["best"]:
         best = results["best"]
         shown = ", ".join(f"{k} {v:.4g}" for k, v in best["report"].items())
+        store = getattr(getattr(oracle, "store", None), "path", None)
         print(f"best: {best['arch']}  score {best['score']:.4g}"
-              f"{'  (' + shown + ')' if shown else ''}\nresults in {Path(run_dir).resolve()}")
+              f"{'  (' + shown + ')' if shown else ''}\nresults in {Path(run_dir).resolve()}"
+              f"{f'; evaluations stored in {store}' if store else ''}")
     return results

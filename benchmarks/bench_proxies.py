@@ -1,0 +1,226 @@
+"""Zero-cost proxies on NAS-Bench-201 and live-training throughput, on this machine's CPU.
+
+1. Cost: every proxy computed on its own (fresh network each) for `--cost-archs` random NB201
+   architectures; seconds per architecture, median.
+2. Rank correlation: all proxies for random NB201 architectures (drawn without replacement by
+   `--seed`) until `--archs` are done or `--time-budget` seconds are spent; Spearman rho and
+   Kendall tau of each proxy with `cifar10_valid_valid_acc` (200 epochs) of the shared table.
+   Each architecture's scores are appended to a JSONL file the moment they exist, so an
+   interrupted run keeps them (`--resume` continues it).
+   Data: CIFAR-10 is not on this machine (and nothing is downloaded), so the data-dependent
+   proxies read a real batch of scikit-learn digits upsampled to 32x32 and replicated to 3
+   channels; the networks are the benchmark's own (C=16, N=5, 10 classes, 32x32 inputs).
+3. Live training: architectures per minute of `LiveTrainingOracle` on digits, with the quick
+   start's settings and with the full benchmark network.
+4. With `--quickstart` (and nothing else): the wall time of `lightning-nas search --config
+   configs/quickstart.yaml` in a fresh process and a fresh run directory, added to the results.
+
+Run: python benchmarks/bench_proxies.py [--archs 1000] [--time-budget 1200] [--batch-size 16]
+     python benchmarks/bench_proxies.py --quickstart
+Writes benchmarks/results/proxies.json and proxies.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import stats
+
+from lightning_nas.benchmarks.archive import Benchmark
+from lightning_nas.data.images import DigitsDataModule
+from lightning_nas.proxies.live import LiveTrainingOracle
+from lightning_nas.proxies.zero_cost import PROXIES, ProxyBatch, score_architecture, score_proxies
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "benchmarks"
+RESULTS = ROOT / "benchmarks" / "results"
+TARGET = "cifar10_valid_valid_acc"
+# What the issue quotes from NAS-Bench-Suite-Zero (Krishnakumar et al., 2022) for NB201 CIFAR-10.
+SUITE_ZERO = "about 0.6-0.8 for the best proxies (synflow, nwot, jacov)"
+
+
+def proxy_batch(batch_size: int, seed: int) -> ProxyBatch:
+    dm = DigitsDataModule(image_size=32, channels=3, seed=seed)
+    return ProxyBatch(*dm.sample_batch(batch_size, seed=seed))
+
+
+def measure_cost(archs, batch: ProxyBatch, seed: int) -> dict[str, float]:
+    seconds: dict[str, list[float]] = {p: [] for p in PROXIES}
+    for a in archs:
+        for p in PROXIES:
+            start = time.perf_counter()
+            score_architecture(a, p, batch, seed)
+            seconds[p].append(time.perf_counter() - start)
+    return {p: statistics.median(v) for p, v in seconds.items()}
+
+
+def score_until(archs, batch: ProxyBatch, seed: int, budget_s: float, log: Path) -> list[dict]:
+    """Scores (and seconds) of all proxies per architecture, appended to `log` as they come; the
+    budget counts the seconds already in `log`, so a resumed run stops where one run would."""
+    done = [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
+    spent = sum(r["seconds"] for r in done)
+    with log.open("a") as f:
+        for a in archs[len(done):]:
+            if spent > budget_s:
+                break
+            start = time.perf_counter()
+            scores, _ = score_proxies(a, list(PROXIES), batch, seed)
+            row = {"arch": str(a), "seconds": time.perf_counter() - start, **scores}
+            spent += row["seconds"]
+            f.write(json.dumps(row) + "\n")
+            f.flush()
+            done.append(row)
+            if len(done) % 25 == 0:
+                print(f"  {len(done)} architectures scored, {spent:.0f} s", flush=True)
+    return done
+
+
+def correlations(rows: list[dict], bench: Benchmark) -> dict[str, dict[str, float]]:
+    """Rank correlations over every scored architecture. A score of -inf (NWOT or Zen of a network
+    whose output ignores its input) is kept: it ranks that architecture last, which is its meaning."""
+    acc = np.array([bench.query(r["arch"], TARGET) for r in rows])
+    out = {}
+    for p in PROXIES:
+        x = np.array([r[p] for r in rows], dtype=np.float64)
+        ranks = stats.rankdata(x)
+        out[p] = {
+            "spearman": float(stats.spearmanr(ranks, acc).statistic),
+            "kendall": float(stats.kendalltau(ranks, acc).statistic),
+            "n": len(x),
+            "n_minus_inf": int(np.isneginf(x).sum()),
+        }
+    return out
+
+
+def live_throughput(space_archs, epochs: int, network: dict, count: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        oracle = LiveTrainingOracle("nb201", DigitsDataModule(batch_size=64, seed=0), epochs=epochs,
+                                    store=f"{tmp}/live.sqlite", network=network, threads=1)
+        start = time.perf_counter()
+        accs = [oracle.evaluate(a).score for a in space_archs[:count]]
+        elapsed = time.perf_counter() - start
+    return {"archs": count, "epochs": epochs, "network": network, "seconds": elapsed,
+            "archs_per_minute": 60 * count / elapsed, "mean_val_acc": float(np.mean(accs))}
+
+
+def time_quickstart() -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        command = [sys.executable, "-m", "lightning_nas", "search", "--config", str(ROOT / "configs" / "quickstart.yaml"),
+                   "--run_dir", tmp, "--oracle.init_args.store", f"{tmp}/evaluations.sqlite", "--progress", "false"]
+        start = time.perf_counter()
+        subprocess.run(command, check=True, cwd=ROOT, capture_output=True)
+        seconds = time.perf_counter() - start
+        best = json.loads(Path(tmp, "results.json").read_text())["best"]
+    return {"seconds": seconds, "best": best, "load_average_at_end": list(os.getloadavg()),
+            "command": "lightning-nas search --config configs/quickstart.yaml"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--archs", type=int, default=1000)
+    parser.add_argument("--time-budget", type=float, default=1200.0, help="seconds for the correlation run")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--cost-archs", type=int, default=5)
+    parser.add_argument("--live-archs", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--resume", action="store_true", help="continue the scores in benchmarks/runs/proxies_scores.jsonl")
+    parser.add_argument("--quickstart", action="store_true", help="only time the quick start and add it to the results")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.quickstart:
+        results = json.loads((RESULTS / "proxies.json").read_text())
+        results["quickstart_cli"] = time_quickstart()
+        (RESULTS / "proxies.json").write_text(json.dumps(results, indent=1))
+        (RESULTS / "proxies.md").write_text(markdown(results))
+        print(markdown(results))
+        return
+
+    bench = Benchmark.load(SHARED / "nb201_200ep.csv.gz")
+    all_archs = bench.archs()
+    order = np.random.default_rng(args.seed).permutation(len(all_archs))[: args.archs]
+    archs = [all_archs[i] for i in order]
+    batch = proxy_batch(args.batch_size, args.seed)
+
+    print(f"1. cost of each proxy on its own, {args.cost_archs} architectures", flush=True)
+    cost = measure_cost(archs[: args.cost_archs], batch, args.seed)
+    print("   " + ", ".join(f"{p} {s:.2f}s" for p, s in cost.items()), flush=True)
+
+    log = ROOT / "benchmarks" / "runs" / "proxies_scores.jsonl"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    if not args.resume:
+        log.unlink(missing_ok=True)
+    print(f"2. all proxies on up to {args.archs} architectures within {args.time_budget:.0f} s", flush=True)
+    rows = score_until(archs, batch, args.seed, args.time_budget, log)
+    scoring_s = sum(r["seconds"] for r in rows)
+    corr = correlations(rows, bench)
+
+    print("3. live-training throughput on digits", flush=True)
+    quick = live_throughput(archs, 6, {"channels": 16, "cells_per_stage": 1}, args.live_archs)
+    full = live_throughput(archs, 6, {}, max(2, args.live_archs // 2))
+
+    results = {
+        "command": "python " + " ".join(sys.argv),
+        "machine": {"torch_threads": args.threads, "cpu_cores": os.cpu_count(), "load_average_at_end": list(os.getloadavg())},
+        "proxy_batch": {"data": "sklearn digits, 32x32 bilinear, 3 channels", "batch_size": args.batch_size, "seed": args.seed},
+        "network": "NB201 TinyNetwork C=16 N=5, 10 classes",
+        "cost_s_per_arch": cost,
+        "correlation": {"target": TARGET, "archs": len(rows), "seconds": scoring_s, "by_proxy": corr},
+        "suite_zero_reference": SUITE_ZERO,
+        "live_training": {"quickstart": quick, "full_nb201": full},
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "proxies.json").write_text(json.dumps(results, indent=1))
+    (RESULTS / "proxies.md").write_text(markdown(results))
+    print(markdown(results))
+
+
+def markdown(r: dict) -> str:
+    c = r["correlation"]
+    lines = [
+        "# Zero-cost proxies on NAS-Bench-201 and live-training throughput",
+        "",
+        f"Command: `{r['command']}` (proxy batch {r['proxy_batch']['batch_size']}, one torch thread).",
+        f"Machine: {r['machine']['cpu_cores']} CPU cores shared with other jobs (load average at the end "
+        f"{', '.join(f'{v:.1f}' for v in r['machine']['load_average_at_end'])}).",
+        "",
+        f"## Rank correlation with `{c['target']}` ({c['archs']} random architectures, {c['seconds']:.0f} s)",
+        "",
+        f"Networks: {r['network']}, 32x32 inputs. Data-dependent proxies read a batch of "
+        f"{r['proxy_batch']['data']} (CIFAR-10 is not on this machine). NAS-Bench-Suite-Zero, NB201 CIFAR-10: "
+        f"{r['suite_zero_reference']} (computed there on CIFAR-10 batches over all 15,625 cells).",
+        "",
+        "| proxy | Spearman rho | Kendall tau | cost s/arch (alone) | scores of -inf |",
+        "|---|---|---|---|---|",
+    ]
+    for p, v in sorted(c["by_proxy"].items(), key=lambda kv: -abs(kv[1]["spearman"])):
+        lines.append(f"| {p} | {v['spearman']:.3f} | {v['kendall']:.3f} | {r['cost_s_per_arch'][p]:.2f} | {v['n_minus_inf']} |")
+    lines += ["", "A score of -inf (NWOT, Zen) marks a network whose output does not depend on its input; "
+              "it is kept and ranks last. Snip, grad_norm, fisher and NWOT share one forward/backward pass in "
+              "the correlation run (the cost column times each proxy alone)."]
+    lines += ["", "## Live training on digits (LiveTrainingOracle, one torch thread)", "",
+              "| setting | epochs | archs | seconds | archs/minute | mean val acc |", "|---|---|---|---|---|---|"]
+    for name, v in r["live_training"].items():
+        lines.append(f"| {name} {v['network'] or '(C=16, N=5)'} | {v['epochs']} | {v['archs']} | {v['seconds']:.0f} | "
+                     f"{v['archs_per_minute']:.2f} | {v['mean_val_acc']:.2f} |")
+    if "quickstart_cli" in r:
+        q = r["quickstart_cli"]
+        lines += ["", "## Quick start", "",
+                  f"`{q['command']}` (30 live evaluations): {q['seconds'] / 60:.1f} min wall time in a fresh process "
+                  f"(load average at the end {', '.join(f'{v:.1f}' for v in q['load_average_at_end'])}); "
+                  f"best {q['best']['arch']} with validation accuracy {q['best']['score']:.2f} % and test accuracy "
+                  f"{q['best']['report']['test_acc']:.2f} %."]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

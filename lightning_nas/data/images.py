@@ -1,0 +1,227 @@
+"""Image-classification LightningDataModules the live-training oracle and the proxies train on.
+
+- `DigitsDataModule`: the 1,797 8x8 handwritten digits that scikit-learn ships (no download).
+- `CIFAR10DataModule`: CIFAR-10 read from a local `cifar-10-batches-py` folder (the official
+  python-pickle release); nothing is downloaded.
+
+Both draw a fixed train/val/test split from `seed`, normalise with the training split's
+per-channel statistics, and expose `name`, `num_classes`, `input_shape` and `sample_batch`.
+"""
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+
+class ImageDataModule(L.LightningDataModule):
+    """Shared split, normalisation and loaders; subclasses implement `load_arrays`."""
+
+    name = "images"
+    num_classes = 10
+
+    def __init__(self, batch_size: int = 64, seed: int = 0, num_workers: int = 0):
+        super().__init__()
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.batch_size, self.seed, self.num_workers = batch_size, seed, num_workers
+        self.splits: dict[str, TensorDataset] | None = None
+
+    # --- subclass hooks ------------------------------------------------------------------
+    def load_arrays(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """float images [N, C, H, W] (not yet normalised) and int64 labels, per split."""
+        raise NotImplementedError
+
+    def train_transform(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return x
+
+    def describe(self) -> dict:
+        """Everything that changes the data a network sees (stored beside live-training results)."""
+        return {"seed": self.seed, "batch_size": self.batch_size}
+
+    # --- LightningDataModule -------------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits is not None:
+            return
+        arrays = self.load_arrays()
+        train_x = arrays["train"][0]
+        mean = train_x.mean(dim=(0, 2, 3), keepdim=True)
+        std = train_x.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
+        self.splits = {k: TensorDataset((x - mean) / std, y) for k, (x, y) in arrays.items()}
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        self.setup()
+        return tuple(self.splits["train"].tensors[0].shape[1:])
+
+    def split_size(self, split: str) -> int:
+        self.setup()
+        return len(self.splits[split])
+
+    def train_dataloader(self) -> DataLoader:
+        self.setup()
+        generator = torch.Generator().manual_seed(self.seed)
+        data: Dataset = self.splits["train"]
+        if type(self).train_transform is not ImageDataModule.train_transform:
+            data = _Augmented(data, self.train_transform, self.seed)
+        return DataLoader(data, batch_size=self.batch_size, shuffle=True, generator=generator, num_workers=self.num_workers)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._eval_loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._eval_loader("test")
+
+    def _eval_loader(self, split: str) -> DataLoader:
+        self.setup()
+        return DataLoader(self.splits[split], batch_size=max(self.batch_size, 256), num_workers=self.num_workers)
+
+    def sample_batch(self, batch_size: int, seed: int = 0, split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
+        """A fixed batch drawn by `seed` (what the data-dependent zero-cost proxies read)."""
+        self.setup()
+        x, y = self.splits[split].tensors
+        if not 1 <= batch_size <= len(x):
+            raise ValueError(f"batch_size must be between 1 and {len(x)} (the {split} split), got {batch_size}")
+        rows = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:batch_size]
+        return x[rows], y[rows]
+
+
+class _Augmented(Dataset):
+    """Applies a random training transform per item, from a generator seeded once."""
+
+    def __init__(self, data: TensorDataset, transform, seed: int):
+        self.data, self.transform = data, transform
+        self.generator = torch.Generator().manual_seed(seed + 1)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, i: int):
+        x, y = self.data[i]
+        return self.transform(x, self.generator), y
+
+
+def _split_rows(n: int, val_fraction: float, test_fraction: float, seed: int) -> dict[str, np.ndarray]:
+    if not (0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
+        raise ValueError(
+            f"val_fraction ({val_fraction}) and test_fraction ({test_fraction}) must be in (0, 1) and sum to less than 1"
+        )
+    order = np.random.default_rng(seed).permutation(n)
+    n_val, n_test = int(round(val_fraction * n)), int(round(test_fraction * n))
+    return {"val": order[:n_val], "test": order[n_val : n_val + n_test], "train": order[n_val + n_test :]}
+
+
+def _resize(x: torch.Tensor, image_size: int | None, channels: int) -> torch.Tensor:
+    if image_size is not None and image_size != x.shape[-1]:
+        x = torch.nn.functional.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False)
+    if channels != x.shape[1]:
+        if x.shape[1] != 1:
+            raise ValueError(f"can only replicate single-channel images to {channels} channels")
+        x = x.expand(-1, channels, -1, -1).contiguous()
+    return x
+
+
+class DigitsDataModule(ImageDataModule):
+    """scikit-learn's handwritten digits (UCI optdigits test set): 1,797 8x8 grayscale images,
+    10 classes. `image_size` / `channels` upsample (bilinear) and replicate the channel so that
+    networks designed for 32x32 RGB inputs can run unchanged."""
+
+    name = "digits"
+
+    def __init__(
+        self,
+        batch_size: int = 64,
+        seed: int = 0,
+        val_fraction: float = 0.2,
+        test_fraction: float = 0.2,
+        image_size: int | None = None,
+        channels: int = 1,
+        num_workers: int = 0,
+    ):
+        super().__init__(batch_size, seed, num_workers)
+        self.val_fraction, self.test_fraction = val_fraction, test_fraction
+        self.image_size, self.channels = image_size, channels
+        _split_rows(10, val_fraction, test_fraction, seed)  # validate the fractions now
+
+    def describe(self) -> dict:
+        return {**super().describe(), "val_fraction": self.val_fraction, "test_fraction": self.test_fraction,
+                "image_size": self.image_size, "channels": self.channels}
+
+    def load_arrays(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        try:
+            from sklearn.datasets import load_digits
+        except ImportError:
+            raise ImportError("the digits data set ships with scikit-learn: pip install scikit-learn") from None
+        digits = load_digits()
+        x = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
+        x = _resize(x, self.image_size, self.channels)
+        y = torch.tensor(digits.target, dtype=torch.int64)
+        rows = _split_rows(len(y), self.val_fraction, self.test_fraction, self.seed)
+        return {k: (x[r], y[r]) for k, r in rows.items()}
+
+
+class CIFAR10DataModule(ImageDataModule):
+    """CIFAR-10 from `root/cifar-10-batches-py` (data_batch_1..5, test_batch). Validation is
+    carved out of the training batches (`val_size` images, drawn by `seed`; NB201's
+    "cifar10-valid" protocol uses half of them, 25,000); test = the official test batch.
+    Training batches get NB201's augmentation: random crop with 4-pixel padding, horizontal flip."""
+
+    name = "cifar10"
+    FOLDER = "cifar-10-batches-py"
+    TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
+    TEST_FILE = "test_batch"
+
+    def __init__(self, root: str, batch_size: int = 256, seed: int = 0, val_size: int = 25_000, augment: bool = True, num_workers: int = 0):
+        super().__init__(batch_size, seed, num_workers)
+        self.root, self.val_size, self.augment = Path(root).expanduser(), val_size, augment
+
+    def describe(self) -> dict:
+        return {**super().describe(), "val_size": self.val_size, "augment": self.augment}
+
+    def folder(self) -> Path:
+        folder = self.root if self.root.name == self.FOLDER else self.root / self.FOLDER
+        missing = [f for f in (*self.TRAIN_FILES, self.TEST_FILE) if not (folder / f).is_file()]
+        if missing:
+            raise FileNotFoundError(
+                f"CIFAR-10 not found: {folder} lacks {', '.join(missing)}. Download the 'CIFAR-10 python version' "
+                f"(cifar-10-python.tar.gz) from the dataset's website, extract it, and pass the folder that contains "
+                f"{self.FOLDER}/ as `root` (nothing is downloaded automatically)."
+            )
+        return folder
+
+    def load_arrays(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        folder = self.folder()
+        train_x, train_y = _read_batches([folder / f for f in self.TRAIN_FILES])
+        test_x, test_y = _read_batches([folder / self.TEST_FILE])
+        if not 0 < self.val_size < len(train_y):
+            raise ValueError(f"val_size must be between 1 and {len(train_y) - 1}, got {self.val_size}")
+        order = np.random.default_rng(self.seed).permutation(len(train_y))
+        val, train = order[: self.val_size], order[self.val_size :]
+        return {"train": (train_x[train], train_y[train]), "val": (train_x[val], train_y[val]), "test": (test_x, test_y)}
+
+    def train_transform(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        if not self.augment:
+            return x
+        padded = torch.nn.functional.pad(x, (4, 4, 4, 4))
+        i, j = (int(v) for v in torch.randint(9, (2,), generator=generator))
+        x = padded[:, i : i + x.shape[1], j : j + x.shape[2]]
+        return x.flip(-1) if bool(torch.rand((), generator=generator) < 0.5) else x
+
+
+def _read_batches(paths: list[Path]) -> tuple[torch.Tensor, torch.Tensor]:
+    xs, ys = [], []
+    for path in paths:
+        try:
+            with open(path, "rb") as f:
+                entry = pickle.load(f, encoding="bytes")
+            data, labels = entry[b"data"], entry[b"labels"]
+        except (pickle.UnpicklingError, EOFError, KeyError, TypeError) as e:
+            raise ValueError(f"{path} is not a CIFAR-10 python batch (a pickled dict with b'data' and b'labels'): {e}") from None
+        xs.append(np.asarray(data, dtype=np.uint8).reshape(-1, 3, 32, 32))
+        ys.append(np.asarray(labels, dtype=np.int64))
+    x = torch.from_numpy(np.concatenate(xs)).float() / 255.0
+    return x, torch.from_numpy(np.concatenate(ys))

@@ -1,0 +1,118 @@
+"""Zero-cost proxies as an `Oracle` (the search's fitness) and as a `Surrogate` (a strategy's scorer)."""
+from __future__ import annotations
+
+import math
+import time
+from typing import Sequence
+
+import torch
+
+from lightning_nas.benchmarks.oracle import Evaluation, Oracle
+from lightning_nas.data.images import ImageDataModule
+from lightning_nas.proxies.zero_cost import DATA_FREE, ProxyBatch, check_proxy, score_proxies
+from lightning_nas.spaces.base import Architecture, SearchSpace, get_space
+
+
+def _space(space: str | SearchSpace) -> SearchSpace:
+    return get_space(space) if isinstance(space, str) else space
+
+
+def proxy_batch(
+    proxies: Sequence[str],
+    datamodule: ImageDataModule | None,
+    batch_size: int,
+    seed: int,
+    input_shape: Sequence[int],
+    num_classes: int,
+) -> tuple[ProxyBatch, int]:
+    """The batch the proxies read, and the number of classes: a real batch from `datamodule`
+    (drawn by `seed`), or, when every proxy is data-free, Gaussian noise of `input_shape`."""
+    for name in proxies:
+        check_proxy(name)
+    if datamodule is not None:
+        x, y = datamodule.sample_batch(batch_size, seed)
+        return ProxyBatch(x, y), datamodule.num_classes
+    needs_data = sorted(set(proxies) - DATA_FREE)
+    if needs_data:
+        raise ValueError(
+            f"the proxies {', '.join(needs_data)} read a batch of real data: give `datamodule:` "
+            f"(e.g. lightning_nas.data.images.DigitsDataModule); only {', '.join(sorted(DATA_FREE))} are data-free"
+        )
+    return ProxyBatch.gaussian(input_shape, batch_size, num_classes, seed), num_classes
+
+
+class ProxyOracle(Oracle):
+    """Scores an architecture by one zero-cost proxy of its benchmark network (higher = better).
+
+    `report` names further proxies to record beside it; `network` passes builder options (e.g.
+    NB201 `channels`); `cost` of an evaluation is its wall time in seconds."""
+
+    def __init__(
+        self,
+        space: str | SearchSpace,
+        proxy: str = "nwot",
+        datamodule: ImageDataModule | None = None,
+        batch_size: int = 64,
+        seed: int = 0,
+        report: Sequence[str] = (),
+        budget: int | None = None,
+        input_shape: Sequence[int] = (3, 32, 32),
+        num_classes: int = 10,
+        network: dict | None = None,
+    ):
+        super().__init__(_space(space), budget)
+        self.proxy, self.report_proxies = proxy, [p for p in report if p != proxy]
+        self.seed, self.network = seed, dict(network or {})
+        self.batch, self.num_classes = proxy_batch(
+            [proxy, *self.report_proxies], datamodule, batch_size, seed, input_shape, num_classes
+        )
+
+    def _evaluate(self, a: Architecture) -> Evaluation:
+        start = time.perf_counter()
+        scores, _ = score_proxies(a, [self.proxy, *self.report_proxies], self.batch, self.seed, self.num_classes, self.network)
+        return Evaluation(score=scores[self.proxy], report=scores, cost=time.perf_counter() - start)
+
+
+def signed_log(x: float) -> float:
+    """A monotone squashing that keeps order: proxies such as synflow reach 1e50."""
+    return math.copysign(math.log1p(abs(x)), x)
+
+
+class ProxySurrogate:
+    """A zero-cost proxy behind the `Surrogate` face, so strategies that score many candidates
+    (EDNAG's fitness, Delta-NAS's neighbour choice) can use it instead of a trained predictor.
+
+    Scores are `signed_log` of the proxy (same order, bounded scale) unless `log_scale=False`,
+    and are cached by benchmark key. A proxy learns nothing: `update` only records the labels."""
+
+    def __init__(
+        self,
+        space: str | SearchSpace,
+        proxy: str = "nwot",
+        datamodule: ImageDataModule | None = None,
+        batch_size: int = 64,
+        seed: int = 0,
+        log_scale: bool = True,
+        input_shape: Sequence[int] = (3, 32, 32),
+        num_classes: int = 10,
+        network: dict | None = None,
+    ):
+        self.space, self.proxy, self.seed, self.log_scale = _space(space), proxy, seed, log_scale
+        self.network = dict(network or {})
+        self.batch, self.num_classes = proxy_batch([proxy], datamodule, batch_size, seed, input_shape, num_classes)
+        self.cache: dict[str, float] = {}
+        self.labelled: dict[str, float] = {}
+
+    def score(self, archs: Sequence[Architecture]) -> torch.Tensor:
+        values = []
+        for a in archs:
+            key = self.space.key(a)
+            if key not in self.cache:
+                scores, _ = score_proxies(a, [self.proxy], self.batch, self.seed, self.num_classes, self.network)
+                self.cache[key] = scores[self.proxy]
+            values.append(signed_log(self.cache[key]) if self.log_scale else self.cache[key])
+        return torch.tensor(values, dtype=torch.float64)
+
+    def update(self, archs: Sequence[Architecture], y: Sequence[float]) -> None:
+        for a, t in zip(archs, y):
+            self.labelled[self.space.key(a)] = float(t)
