@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -86,6 +87,12 @@ class NASCLI(LightningCLI):
         for key in ("model", "data"):
             if isinstance(self.config_dump, dict) and self.config_dump.get(key) is None:
                 self.config_dump[key] = {}
+
+    def before_instantiate_classes(self) -> None:
+        if self.subcommand == "search":  # the search's trainer only fine-tunes: its start-up lines are noise
+            for name in ("lightning.pytorch", "lightning.fabric"):
+                logging.getLogger(name).setLevel(logging.WARNING)
+            self.config["search"]["trainer"]["logger"] = False
 
     def before_search(self) -> None:
         config = self.config["search"]

@@ -1,6 +1,8 @@
 """`PredictorSurrogate`: a trained predictor as strategies see it (score, update)."""
 from __future__ import annotations
 
+import logging
+from contextlib import contextmanager
 from typing import Any, Sequence
 
 import lightning as L
@@ -67,7 +69,8 @@ class PredictorSurrogate:
             limit_val_batches=0,
         )
         self.model.train()
-        trainer.fit(self.model, train_dataloaders=loader)
+        with quiet_lightning():
+            trainer.fit(self.model, train_dataloaders=loader)
 
     # --- resumption ----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -82,6 +85,18 @@ class PredictorSurrogate:
         self.model.load_state_dict(state["model"])
         self.labelled = {tuple(g): float(t) for g, t in zip(state["labelled_genotypes"], state["labelled_y"])}
         self.updates = int(state["updates"])
+
+
+@contextmanager
+def quiet_lightning():
+    """Fine-tuning inside a search happens often; Lightning's per-fit info lines would drown the search's output."""
+    logger = logging.getLogger("lightning.pytorch")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def as_numpy(scores: torch.Tensor) -> np.ndarray:

@@ -1,0 +1,217 @@
+"""CTNAS measurements for issue 4, written to benchmarks/results/ctnas.{json,md}.
+
+predictor: the NAC's held-out Kendall tau and pairwise accuracy on NB201 (1% and 10% labelled,
+    target cifar10_valid_valid_acc) and NB101 (424 labelled, valid_acc_108ep of the 30k table),
+    beside the GIN regression baseline, several data seeds each.
+search: CTNAS, random search and regularized evolution through the `search` CLI on the three
+    NB201 protocols, the same seeds for every method, best-by-validation after 50/100/150 queries.
+
+    python benchmarks/bench_ctnas.py --parts predictor --predictor-seeds 5
+    python benchmarks/bench_ctnas.py --parts search --search-seeds 5 --workers 2
+
+Every run uses one torch thread. Finished search seeds are reused (their run folders stay under
+--out), so an interrupted run resumes; each part merges its results into the JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "benchmarks"
+RESULTS = ROOT / "benchmarks" / "results"
+JSON_PATH = RESULTS / "ctnas.json"
+
+NB201_200 = str(SHARED / "nb201_200ep.csv.gz")
+NB201_12 = str(SHARED / "nb201_12ep.csv.gz")
+PREDICTOR_SETTINGS = {
+    # name: (benchmark, target, num_labelled, NAC epochs, NAC fit config)
+    "nb201_1pct": (NB201_200, "cifar10_valid_valid_acc", 0.01, 200, "configs/nb201/ctnas_fit.yaml"),
+    "nb201_10pct": (NB201_200, "cifar10_valid_valid_acc", 0.1, 60, "configs/nb201/ctnas_fit.yaml"),
+    "nb101_424": (str(SHARED / "nb101_hashed_30k.csv.gz"), "valid_acc_108ep", 424, 200, "configs/nb101/ctnas_fit.yaml"),
+}
+GIN = {"hidden": 64, "num_layers": 3, "lr": 1e-3, "weight_decay": 1e-4, "epochs": 100}  # configs/nb201/gin_fit.yaml
+PROTOCOLS = {
+    # name: (benchmark list, objective, report, CTNAS config)
+    "cifar10": ([NB201_200], "cifar10_valid_valid_acc", "cifar10_test_acc", "configs/nb201/ctnas.yaml"),
+    "cifar100": ([NB201_200, NB201_12], "cifar100_valid_acc@nb201_12ep", "cifar100_test_acc", "configs/nb201/ctnas_cifar100.yaml"),
+    "imagenet16": ([NB201_200, NB201_12], "imagenet16_valid_acc@nb201_12ep", "imagenet16_test_acc", "configs/nb201/ctnas_imagenet16.yaml"),
+}
+METHODS = {"CTNAS": None, "RS": "configs/nb201/rs.yaml", "RE": "configs/nb201/re.yaml"}
+
+
+# --- predictor part ------------------------------------------------------------------------
+def nac_from_config(config: str, **overrides):
+    import yaml
+
+    from lightning_nas.predictors.comparator import NeuralArchitectureComparator
+
+    init = yaml.safe_load((ROOT / config).read_text())["model"]["init_args"]
+    return NeuralArchitectureComparator(**{**init, **overrides})
+
+
+def fit_and_test(setting: str, model_name: str, seed: int) -> dict:
+    import lightning as L
+    import torch
+
+    from lightning_nas.data.datamodule import ArchitectureDataModule
+    from lightning_nas.predictors.gin import GINRegressor
+
+    torch.set_num_threads(1)
+    benchmark, target, labelled, nac_epochs, config = PREDICTOR_SETTINGS[setting]
+    L.seed_everything(seed, verbose=False)
+    data = ArchitectureDataModule(benchmark, target, num_labelled=labelled, seed=seed, batch_size=64)
+    data.setup()
+    if model_name == "NAC":
+        model, epochs = nac_from_config(config), nac_epochs
+    else:
+        in_channels = data.space.to_graph(data.train_archs[0]).num_node_features
+        model = GINRegressor(in_channels, GIN["hidden"], GIN["num_layers"], lr=GIN["lr"],
+                             weight_decay=GIN["weight_decay"], max_epochs_hint=GIN["epochs"])
+        epochs = GIN["epochs"]
+    trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+                        num_sanity_val_steps=0)
+    start = time.perf_counter()
+    trainer.fit(model, datamodule=data)
+    fit_s = time.perf_counter() - start
+    metrics = trainer.test(model, datamodule=data, verbose=False)[0]
+    return {"setting": setting, "model": model_name, "seed": seed, "labelled": len(data.train_rows),
+            "heldout": len(data.heldout_rows), "epochs": epochs, "test_tau": metrics["test_tau"],
+            "test_pair_acc": metrics.get("test_pair_acc"), "fit_s": round(fit_s, 1)}
+
+
+def predictor_part(seeds: int, workers: int) -> dict:
+    jobs = [(s, m, seed) for s in PREDICTOR_SETTINGS for m in ("NAC", "GIN") for seed in range(seeds)]
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+        rows = list(pool.map(fit_and_test, *zip(*jobs)))
+    summary = {}
+    for s in PREDICTOR_SETTINGS:
+        for m in ("NAC", "GIN"):
+            mine = [r for r in rows if r["setting"] == s and r["model"] == m]
+            entry = {"seeds": len(mine), "tau_mean": float(np.mean([r["test_tau"] for r in mine])),
+                     "tau_std": float(np.std([r["test_tau"] for r in mine])),
+                     "labelled": mine[0]["labelled"], "heldout": mine[0]["heldout"], "epochs": mine[0]["epochs"]}
+            if m == "NAC":
+                entry["pair_acc_mean"] = float(np.mean([r["test_pair_acc"] for r in mine]))
+                entry["pair_acc_std"] = float(np.std([r["test_pair_acc"] for r in mine]))
+            summary[f"{s}/{m}"] = entry
+    return {"runs": rows, "summary": summary}
+
+
+# --- search part ---------------------------------------------------------------------------
+def search_jobs(seeds: int, out: Path, budget: int) -> list[tuple]:
+    jobs = []
+    for protocol, (benchmarks, objective, report, ctnas_config) in PROTOCOLS.items():
+        for method, config in METHODS.items():
+            extra = [] if config is None else [
+                "--data.init_args.benchmark", json.dumps(benchmarks), "--data.init_args.target", objective,
+                "--report", json.dumps([report])]
+            for seed in range(seeds):
+                run_dir = out / protocol / method / f"seed_{seed}"
+                jobs.append((str(ROOT / (config or ctnas_config)), seed, budget, str(run_dir), extra))
+    return jobs
+
+
+def run_search_job(config: str, seed: int, budget: int, run_dir: str, extra: list[str]) -> str:
+    import os
+
+    os.chdir(ROOT)  # configs name the shared tables relative to the project root
+    from lightning_nas.search.bench import run_one
+
+    return run_one(config, seed, budget, run_dir, extra)
+
+
+def search_part(seeds: int, workers: int, out: Path, budgets: list[int]) -> dict:
+    from lightning_nas.search.loop import best_after
+
+    jobs = search_jobs(seeds, out, max(budgets))
+    # the slow CTNAS runs first, so the cheap baselines fill the gaps at the end
+    jobs.sort(key=lambda job: "CTNAS" not in job[3])
+    start = time.perf_counter()
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+        list(pool.map(run_search_job, *zip(*jobs)))
+    wall = time.perf_counter() - start
+    summary: dict = {}
+    for protocol, (_, _, report, _) in PROTOCOLS.items():
+        for method in METHODS:
+            runs = [json.loads((out / protocol / method / f"seed_{s}" / "results.json").read_text()) for s in range(seeds)]
+            entry = {"seeds": seeds, "wall_time_s_mean": float(np.mean([r["wall_time_s"] for r in runs]))}
+            for b in budgets:
+                values = [best_after(r, b)["report"][report] for r in runs]
+                entry[str(b)] = {"mean": float(np.mean(values)), "std": float(np.std(values))}
+            if method == "CTNAS":
+                entry["strategy_stats"] = [r["strategy_stats"] for r in runs]
+            summary[f"{protocol}/{method}"] = entry
+    return {"summary": summary, "budgets": budgets, "wall_s": round(wall, 1), "run_dirs": str(out)}
+
+
+# --- outputs -------------------------------------------------------------------------------
+def write_markdown(results: dict, path: Path) -> None:
+    lines = ["# CTNAS measurements (issue 4)", "",
+             "Produced by `benchmarks/bench_ctnas.py`; tables from `../shared/benchmarks`. CPU only, one torch thread per run.", ""]
+    pred = results.get("predictor")
+    if pred:
+        lines += ["## Predictor: Kendall tau over all held-out architectures", "",
+                  "| setting | labelled | held-out | NAC tau | NAC pairwise acc. | GIN tau | seeds |", "|---|---|---|---|---|---|---|"]
+        for s in PREDICTOR_SETTINGS:
+            nac, gin = pred["summary"][f"{s}/NAC"], pred["summary"][f"{s}/GIN"]
+            lines.append(f"| {s} | {nac['labelled']} | {nac['heldout']} | {nac['tau_mean']:.3f} ± {nac['tau_std']:.3f} | "
+                         f"{nac['pair_acc_mean']:.3f} ± {nac['pair_acc_std']:.3f} | {gin['tau_mean']:.3f} ± {gin['tau_std']:.3f} | {nac['seeds']} |")
+        epochs = ", ".join(f"{s} {pred['summary'][s + '/NAC']['epochs']}" for s in PREDICTOR_SETTINGS)
+        lines += ["", f"NAC epochs: {epochs}; "
+                  f"GIN: {GIN['epochs']} epochs (configs/nb201/gin_fit.yaml settings). NAC tau uses its comparison score "
+                  "(mean P[a beats r] over a fixed 64-architecture reference set); pairwise accuracy is over all "
+                  "ordered non-tied pairs inside each test batch of 64.", ""]
+    search = results.get("search")
+    if search:
+        budgets = search["budgets"]
+        lines += ["## Search: test accuracy of the best-by-validation architecture (mean ± std over seeds)", "",
+                  "| protocol | method | " + " | ".join(f"{b} queries" for b in budgets) + " | seeds | wall s/run |",
+                  "|---|---|" + "---|" * len(budgets) + "---|---|"]
+        for key, entry in search["summary"].items():
+            protocol, method = key.split("/")
+            cells = " | ".join(f"{entry[str(b)]['mean']:.2f} ± {entry[str(b)]['std']:.2f}" for b in budgets)
+            lines.append(f"| {protocol} | {method} | {cells} | {entry['seeds']} | {entry['wall_time_s_mean']:.1f} |")
+        lines += ["", f"Search part wall time: {search['wall_s']} s.", ""]
+    path.write_text("\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--parts", nargs="+", choices=["predictor", "search", "report"], default=["predictor", "search"],
+                        help="report: only rewrite ctnas.md from ctnas.json")
+    parser.add_argument("--predictor-seeds", type=int, default=5)
+    parser.add_argument("--search-seeds", type=int, default=5)
+    parser.add_argument("--budgets", type=int, nargs="+", default=[50, 100, 150])
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=ROOT / "checkpoints" / "bench_ctnas")
+    args = parser.parse_args()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    if "predictor" in args.parts:
+        start = time.perf_counter()
+        part = predictor_part(args.predictor_seeds, args.workers)
+        part["wall_s"] = round(time.perf_counter() - start, 1)
+        merge_results("predictor", part)
+    if "search" in args.parts:
+        merge_results("search", search_part(args.search_seeds, args.workers, args.out, sorted(args.budgets)))
+    results = json.loads(JSON_PATH.read_text()) if JSON_PATH.is_file() else {}
+    write_markdown(results, RESULTS / "ctnas.md")
+    print((RESULTS / "ctnas.md").read_text())
+
+
+def merge_results(part: str, value: dict) -> None:
+    """Read, update one part, write: parts run in separate processes keep each other's results."""
+    results = json.loads(JSON_PATH.read_text()) if JSON_PATH.is_file() else {}
+    results[part] = value
+    JSON_PATH.write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
