@@ -1,0 +1,119 @@
+"""`GVAEDataModule`: the data of CR-LSO's G-VAE training (Alg. 1).
+
+The labelled split is `ArchitectureDataModule`'s (`num_labelled` by `seed`). On top of it, an
+unlabelled pool for the G-VAE: the whole space when it can be enumerated and `pool_size` is None
+(CR-LSO appendix A: all of NB101 / NB201), else `pool_size` uniform samples (NB301: 50,000), or
+the benchmark table's own architectures (`pool_source: benchmark`). The
+labelled architectures are always in the pool. `pool_holdout` keeps a seeded fraction of the
+unlabelled architectures out of the pool, so reconstruction can be measured on unseen ones.
+
+Every batch holds the G-VAE's graphs (`GraphCodec.graph`): train batches come from the pool and
+carry `pool_id` (the model looks up its pseudo-label), val/test batches the z-scored `y`.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch_geometric.loader import DataLoader
+
+from lightning_nas.data.datamodule import ArchitectureDataModule
+from lightning_nas.data.pool import draw_pool
+from lightning_nas.nn.gvae import GraphCodec, codec_for
+from lightning_nas.spaces.base import Architecture
+
+
+class GVAEDataModule(ArchitectureDataModule):
+    def __init__(
+        self,
+        benchmark: str | list[str],
+        target: str,
+        num_labelled: float = 0.01,
+        seed: int = 0,
+        batch_size: int = 64,
+        max_val: int = 2000,
+        num_workers: int = 0,
+        pool_size: int | None = None,
+        pool_holdout: float = 0.0,
+        pool_source: str = "space",
+    ):
+        """`pool_source`: "space" (enumerate or sample the search space) or "benchmark" (every
+        architecture of the table with a `target` value: for partial tables such as NB101's 30k rows,
+        so that what the G-VAE learns to decode is mostly what the oracle can answer)."""
+        super().__init__(benchmark, target, num_labelled, seed, batch_size, max_val, num_workers)
+        if pool_source not in ("space", "benchmark"):
+            raise ValueError(f"pool_source must be 'space' or 'benchmark', got {pool_source!r}")
+        if not 0.0 <= pool_holdout < 1.0:
+            raise ValueError(f"pool_holdout is a fraction of the unlabelled architectures in [0, 1), got {pool_holdout}")
+        if pool_size is not None and pool_size < 1:
+            raise ValueError(f"pool_size must be a positive count or null (the whole space), got {pool_size}")
+        self.save_hyperparameters()
+        self.pool: list[Architecture] | None = None
+
+    @property
+    def codec(self) -> GraphCodec:
+        return codec_for(self.space)
+
+    def setup(self, stage: str | None = None) -> None:
+        super().setup(stage)
+        self.draw_pool()
+
+    def draw_pool(self) -> None:
+        """Draw the pool and the held-out part (idempotent)."""
+        if self.pool is not None:
+            return
+        hp = self.hparams
+        rng = np.random.default_rng([hp.seed, 1])
+        space = self.space
+        if hp.pool_source == "benchmark":
+            rows = np.sort(np.concatenate([self.train_rows, self.heldout_rows]))
+            drawn = self.archs(rows if hp.pool_size is None else rng.choice(rows, min(hp.pool_size, len(rows)), replace=False))
+        elif hp.pool_size is None:
+            try:
+                drawn = list(space.enumerate())
+            except NotImplementedError:
+                raise ValueError(
+                    f"the {space.name} space cannot be enumerated: set data.init_args.pool_size "
+                    "(CR-LSO samples 50,000 architectures for NB301)"
+                ) from None
+        else:
+            drawn = draw_pool(space, hp.pool_size, rng)
+        labelled = self.train_archs
+        known = {space.key(a) for a in labelled}
+        unlabelled = [a for a in drawn if space.key(a) not in known]
+        order = rng.permutation(len(unlabelled))
+        n_out = int(len(unlabelled) * hp.pool_holdout)
+        self.pool_holdout_archs = [unlabelled[i] for i in np.sort(order[:n_out])]
+        self.pool = labelled + [unlabelled[i] for i in np.sort(order[n_out:])]
+
+    @property
+    def pool_archs(self) -> list[Architecture]:
+        self.draw_pool()
+        return self.pool
+
+    def dataset(self, rows: np.ndarray) -> list:
+        codec = self.codec
+        z = (self.y_all[rows] - self.y_mean) / self.y_std
+        data = []
+        for a, t in zip(self.archs(rows), z):
+            d = codec.graph(a)
+            d.y = torch.tensor([float(t)], dtype=torch.float32)
+            data.append(d)
+        return data
+
+    def pool_dataset(self) -> list:
+        codec = self.codec
+        data = []
+        for i, a in enumerate(self.pool_archs):
+            d = codec.graph(a)
+            d.pool_id = torch.tensor([i])
+            data.append(d)
+        return data
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(
+            self.pool_dataset(),
+            batch_size=self.hparams.batch_size,
+            shuffle=True,
+            generator=torch.Generator().manual_seed(self.hparams.seed),
+            num_workers=self.hparams.num_workers,
+        )

@@ -1,0 +1,256 @@
+"""CR-LSO search (Rao et al., Alg. 2 and 3): gradient steps in the frozen G-VAE latent space.
+
+Every round: the `top_k` best labelled architectures are seeds; from each seed's latent point z0
+one step along the gradient d of the predicted accuracy (up the concave `-ICNN`, i.e. down the
+ICNN itself) gives z' = z0 + eta * d + sigma * eps, which is decoded (Alg. 2); eta and sigma are
+measured in the spread of the G-VAE's latent cloud (see `CRLSO.__init__`). While the decoded
+architecture is already labelled (or already proposed this round), eta grows by `step_increment`
+up to `max_step_size`; once eta is at its maximum, the noise sigma grows by `noise_increment`
+instead (no upper limit). The new architectures go to the oracle, and `tell` fine-tunes the ICNN
+on every label so far (Alg. 3).
+
+The first asks return the fit's labelled architectures (`warm_start`), so the search pays for the
+labels its predictor was trained on, as the paper's query counts do.
+
+Every decode is counted by verdict (valid / repaired / invalid) and outcome (new or already
+known); `stats()` reports the counts and the loop writes them into `results.json`.
+
+Direction: the paper's intent is to move toward higher predicted accuracy. The authors' released
+code minimises `1 - icnn(z)` with SGD, which *raises* the ICNN output, i.e. lowers the predicted
+accuracy `1 - icnn(z)`; here the step is taken on the predicted accuracy itself and
+`tests/test_crlso.py` checks that it rises.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+
+from lightning_nas.nn.gvae import INVALID, REPAIRED, VALID
+from lightning_nas.search.strategy import Strategy
+from lightning_nas.spaces.base import Architecture
+
+DECODE_CHUNK = 16  # attempts decoded per batch
+
+COUNTERS = (
+    "warm_start_queries",  # the fit's labelled architectures, re-queried so the budget counts them
+    "random_initial",  # random samples asked before any label exists (no warm start)
+    "proposed",  # new architectures from latent-space steps
+    "decodes",  # every decode attempt
+    "decoded_valid",  # ... decoded into a valid architecture as is
+    "decoded_repaired",  # ... needed a repair to become valid
+    "decoded_invalid",  # ... could not be repaired: rejected
+    "decoded_known",  # ... decoded into an already labelled (or already proposed) architecture
+    "step_increases",  # eta grown
+    "noise_increases",  # sigma grown (eta at its maximum)
+    "fallback_mutations",  # Alg. 2 gave up after `max_attempts`: a mutation of the seed instead
+    "finetunes",
+)
+
+
+class CRLSO(Strategy):
+    needs_surrogate = True
+
+    def __init__(
+        self,
+        top_k: int = 10,
+        step_size: float = 0.1,
+        step_increment: float = 0.1,
+        max_step_size: float = 2.0,
+        noise: float = 0.0,
+        noise_increment: float = 0.1,
+        normalize_gradient: bool = True,
+        max_attempts: int = 500,
+        finetune_epochs: int = 50,
+        finetune_lr: float = 1e-4,
+        finetune_betas: tuple[float, float] = (0.0, 0.5),
+        finetune_batch_size: int = 32,
+        finetune_latent_noise: float = 0.05,
+        warm_start: bool = True,
+    ):
+        """Step sizes are unit-free: with `normalize_gradient` the step is eta times the radius of
+        the pool's latent cloud (the norm of the per-dimension spread `model.latent_std`) along the
+        unit gradient; with False, Eq. 8 literally: eta times the raw gradient. The noise sigma is
+        in units of the per-dimension spread. (The paper's eta / sigma values did not survive;
+        the authors' code steps in raw latent units, which depend on the trained model's scale.)"""
+        if top_k < 1:
+            raise ValueError(f"top_k must be >= 1, got {top_k}")
+        if not 0 < step_size <= max_step_size:
+            raise ValueError(f"need 0 < step_size <= max_step_size, got {step_size} and {max_step_size}")
+        if step_increment <= 0 or noise_increment <= 0 or noise < 0:
+            raise ValueError("step_increment and noise_increment must be > 0 and noise >= 0")
+        if max_attempts < 1:
+            raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
+        self.top_k, self.step_size, self.step_increment = top_k, step_size, step_increment
+        self.max_step_size, self.noise, self.noise_increment = max_step_size, noise, noise_increment
+        self.normalize_gradient, self.max_attempts = normalize_gradient, max_attempts
+        self.finetune_epochs, self.finetune_lr, self.finetune_betas = finetune_epochs, finetune_lr, tuple(finetune_betas)
+        self.finetune_batch_size, self.finetune_latent_noise = finetune_batch_size, finetune_latent_noise
+        self.warm_start = warm_start
+
+    # --- setup ---------------------------------------------------------------------------
+    def setup(self, space, rng, surrogate=None) -> None:
+        super().setup(space, rng, surrogate)
+        from lightning_nas.predictors.crlso import CRLSOModel
+
+        model = getattr(surrogate, "model", surrogate)
+        if not isinstance(model, CRLSOModel):
+            raise ValueError(
+                "CRLSO searches in the latent space of a trained CR-LSO model: set model.class_path to "
+                f"lightning_nas.predictors.crlso.CRLSOModel and ckpt_path to its fit checkpoint (got {type(model).__name__})"
+            )
+        if model.space.name != space.name:
+            raise ValueError(f"the CR-LSO model was fit on {model.space.name!r} but the search space is {space.name!r}")
+        self.model = model.eval()
+        self.model.gvae.requires_grad_(False)
+        # eta is in units of the latent cloud's radius when the gradient is normalised
+        self.step_unit = float(model.latent_std.norm()) if self.normalize_gradient else 1.0
+        self.generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        self.labelled: dict[str, tuple[Architecture, float]] = {}
+        self.asked: set[str] = set()  # proposed keys, told or not (the oracle may not know some)
+        self.warm = model.labelled_archs() if self.warm_start else []
+        self.warm_index = 0
+        self.counts = {name: 0 for name in COUNTERS}
+        self.last_finetune_loss = float("nan")
+        self._latents: dict[tuple[int, ...], torch.Tensor] = {}
+
+    # --- ask / tell ----------------------------------------------------------------------
+    def ask(self, n: int) -> list[Architecture]:
+        if self._warm_pending():
+            return self._next_warm(n)
+        if not self.labelled:
+            self.counts["random_initial"] += n
+            return [self.space.sample(self.rng) for _ in range(n)]
+        ranked = sorted(self.labelled.values(), key=lambda item: -item[1])
+        taken: set[str] = set()
+        out = []
+        for seed, _ in ranked[: min(n, self.top_k)]:
+            a = self.infer(seed, taken)
+            taken.add(self.space.key(a))
+            out.append(a)
+        self.asked |= taken
+        return out
+
+    def tell(self, archs: Sequence[Architecture], scores: Sequence[float]) -> None:
+        for a, s in zip(archs, scores):
+            self.labelled[self.space.key(a)] = (a, float(s))
+        if not self._warm_pending() and self.labelled:
+            self.finetune()
+
+    def _warm_pending(self) -> bool:
+        while self.warm_index < len(self.warm) and self.space.key(self.warm[self.warm_index]) in self.labelled:
+            self.warm_index += 1
+        return self.warm_index < len(self.warm)
+
+    def _next_warm(self, n: int) -> list[Architecture]:
+        out = self.warm[self.warm_index : self.warm_index + n]
+        self.counts["warm_start_queries"] += len(out)
+        return out
+
+    # --- Alg. 2: one new architecture from one seed --------------------------------------
+    def ascent_direction(self, z: torch.Tensor) -> torch.Tensor:
+        """The gradient of the predicted accuracy at `z` ([d]), unit length if `normalize_gradient`."""
+        point = z.detach().clone().requires_grad_(True)
+        with torch.enable_grad():
+            (grad,) = torch.autograd.grad(self.model.predicted(point.unsqueeze(0)).sum(), point)
+        if self.normalize_gradient:
+            grad = grad / grad.norm().clamp_min(1e-12)
+        return grad
+
+    def infer(self, seed: Architecture, taken: set[str] = frozenset()) -> Architecture:
+        z0 = self.latents([seed])[0]
+        direction = self.ascent_direction(z0)
+        eta, sigma = self.step_size, self.noise
+        attempts = 0
+        while attempts < self.max_attempts:
+            # the (eta, sigma) schedule is fixed in advance, so a chunk of attempts decodes at once;
+            # only the attempts up to the first new architecture count
+            chunk = min(DECODE_CHUNK, self.max_attempts - attempts)
+            schedule = [(eta, sigma)]
+            for _ in range(chunk - 1):
+                schedule.append(self._grow(*schedule[-1]))
+            etas, sigmas = (torch.tensor(v, dtype=z0.dtype, device=z0.device).unsqueeze(1) for v in zip(*schedule))
+            eps = torch.randn(chunk, z0.shape[0], generator=self.generator).to(z0.device)
+            steps = etas * self.step_unit * direction + sigmas * self.model.latent_std * eps
+            for decoded in self.model.gvae.decode(z0 + steps):
+                attempts += 1
+                self._count(decoded.status)
+                if decoded.arch is not None:
+                    key = self.space.key(decoded.arch)
+                    if self._is_new(key, taken):
+                        self.counts["proposed"] += 1
+                        return decoded.arch
+                    self.counts["decoded_known"] += 1
+                grown = self._grow(eta, sigma)
+                self.counts["step_increases" if grown[0] > eta else "noise_increases"] += 1
+                eta, sigma = grown
+        return self._fallback(seed, taken)
+
+    def _is_new(self, key: str, taken: set[str]) -> bool:
+        return key not in self.labelled and key not in self.asked and key not in taken
+
+    def _grow(self, eta: float, sigma: float) -> tuple[float, float]:
+        """Alg. 2: a larger step while below the maximum, then more noise."""
+        if eta < self.max_step_size:
+            return min(eta + self.step_increment, self.max_step_size), sigma
+        return eta, sigma + self.noise_increment
+
+    def _count(self, status: str) -> None:
+        self.counts["decodes"] += 1
+        self.counts[{VALID: "decoded_valid", REPAIRED: "decoded_repaired", INVALID: "decoded_invalid"}[status]] += 1
+
+    def _fallback(self, seed: Architecture, taken: set[str]) -> Architecture:
+        self.counts["fallback_mutations"] += 1
+        options = [a for a in self.space.neighbours(seed) if self._is_new(self.space.key(a), taken)]
+        if options:
+            return options[int(self.rng.integers(len(options)))]
+        return self.space.sample(self.rng)
+
+    # --- the ICNN fine-tune (Alg. 3) -----------------------------------------------------
+    def latents(self, archs: Sequence[Architecture]) -> torch.Tensor:
+        missing = [a for a in archs if a.genotype not in self._latents]
+        if missing:
+            for a, z in zip(missing, self.model.embed(missing)):
+                self._latents[a.genotype] = z
+        return torch.stack([self._latents[a.genotype] for a in archs])
+
+    def finetune(self) -> None:
+        archs = [a for a, _ in self.labelled.values()]
+        y = torch.tensor([s for _, s in self.labelled.values()], dtype=torch.float32)
+        z = self.latents(archs)
+        self.last_finetune_loss = self.model.finetune_head(
+            z, self.model.standardise(y).to(z.device), self.finetune_epochs, self.finetune_lr, self.finetune_betas,
+            self.finetune_batch_size, self.finetune_latent_noise, self.generator,
+        )
+        self.counts["finetunes"] += 1
+
+    # --- results and resumption ----------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        unanswered = len(self.asked - self.labelled.keys())  # proposed, but the oracle had no answer
+        return {**self.counts, "labelled": len(self.labelled), "unanswered": unanswered,
+                "last_finetune_loss": self.last_finetune_loss}
+
+    def state_dict(self) -> dict[str, Any]:
+        archs = [a for a, _ in self.labelled.values()]
+        return {
+            "labelled": self._pack(archs),
+            "scores": [s for _, s in self.labelled.values()],
+            "asked": sorted(self.asked),
+            "warm": self._pack(self.warm),
+            "warm_index": self.warm_index,
+            "counts": dict(self.counts),
+            "last_finetune_loss": self.last_finetune_loss,
+            "head": {k: v.detach().clone() for k, v in self.model.head.state_dict().items()},
+            "generator": self.generator.get_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        archs = self._unpack(state["labelled"])
+        self.labelled = {self.space.key(a): (a, float(s)) for a, s in zip(archs, state["scores"])}
+        self.asked = set(state["asked"])
+        self.warm = self._unpack(state["warm"])
+        self.warm_index = int(state["warm_index"])
+        self.counts = {name: int(state["counts"].get(name, 0)) for name in COUNTERS}
+        self.last_finetune_loss = float(state["last_finetune_loss"])
+        self.model.head.load_state_dict(state["head"])
+        self.generator.set_state(state["generator"])
