@@ -1,0 +1,446 @@
+"""The difference-of-architectures (DoA) dataset of Delta-NAS (Sridhar & Chen, Alg. 1), and pairs
+of labelled architectures for the real-label comparison.
+
+`DifferenceDataModule` (Alg. 1): draw an architecture a, take a neighbour a' that is k edits
+away, encode the pair by `encode(a') - encode(a)` and label it with the difference of a
+zero-cost proxy (default Zen-score). The difference encoding is many-to-one (with the adjacency
+encoding it depends only on the edit), so each sampled encoding is labelled by the mean proxy
+difference over `samples_per_encoding` pairs that realise the same edit on different
+architectures (paper: n = 4). Proxy values are computed once per architecture and kept in a JSON
+cache file, so reruns and other k reuse them. With `benchmark` + `target` the labels are real
+benchmark differences instead (free; for the k study and the comparisons).
+
+`LabelledPairsDataModule`: the core labelled/held-out split of `ArchitectureDataModule`, served
+as ordered pairs of labelled architectures with their real accuracy difference (the difference
+predictor's training data at 1% / 10% labels), or as single architectures (the absolute twin).
+
+Batches are `DifferenceBatch(x [B, D], y [B])`; labels are divided by their root mean square
+(never shifted, so that a zero difference stays zero and antisymmetry is kept).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from lightning_nas.data.datamodule import ArchitectureDataModule
+from lightning_nas.encodings.difference import (
+    Edit,
+    apply_edit,
+    check_encoding,
+    differences,
+    encode,
+    encoding_size,
+    random_edit,
+    reverse,
+    sample_with_values,
+)
+from lightning_nas.spaces.base import Architecture, SearchSpace, get_space
+
+#: proxies already on a log scale; every other proxy spans orders of magnitude and is signed-logged
+LOG_DOMAIN_PROXIES = frozenset({"zen", "nwot", "jacov"})
+#: draws per wanted encoding before sampling gives up (small D^k spaces run out of new edits)
+MAX_DRAWS_PER_ENCODING = 50
+
+
+# --- batches ----------------------------------------------------------------------------------
+@dataclass
+class DifferenceBatch:
+    """Encoded pairs (or single architectures) and their labels; `num_graphs` for the base logger."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+    @property
+    def num_graphs(self) -> int:
+        return int(self.x.shape[0])
+
+
+def collate_differences(items: list[tuple[torch.Tensor, torch.Tensor]]) -> DifferenceBatch:
+    xs, ys = zip(*items)
+    return DifferenceBatch(torch.stack(xs), torch.stack(ys))
+
+
+def difference_loader(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool, seed: int = 0) -> DataLoader:
+    dataset = TensorDataset(torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.float32))
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        generator=torch.Generator().manual_seed(seed) if shuffle else None,
+        collate_fn=collate_differences,
+    )
+
+
+def rms(values: np.ndarray) -> float:
+    """Root mean square, 1 for an empty or all-zero array (a label scale that never divides by 0)."""
+    scale = float(np.sqrt(np.mean(np.square(values)))) if len(values) else 0.0
+    return scale if scale > 0 else 1.0
+
+
+# --- proxy values, computed once per architecture ----------------------------------------------
+class ProxyCache:
+    """Zero-cost proxy values by benchmark key, kept in a JSON file named after the settings.
+
+    Values are computed with `lightning_nas.proxies.zero_cost.score_architecture` on the
+    benchmark's network (a fresh initialisation under `seed`), then put on a log scale unless the
+    proxy already is one (Zen, NASWOT, Jacov are logs; synflow or params span many decades)."""
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        proxy: str = "zen",
+        cache_dir: str | None = "checkpoints/proxy_cache",
+        batch_size: int = 8,
+        seed: int = 0,
+        input_shape: Sequence[int] = (3, 32, 32),
+        num_classes: int = 10,
+        network: dict | None = None,
+        images=None,
+    ):
+        from lightning_nas.proxies.oracle import proxy_batch
+
+        self.space, self.proxy, self.seed = space, proxy, seed
+        self.network = dict(network or {})
+        self.batch, self.num_classes = proxy_batch([proxy], images, batch_size, seed, input_shape, num_classes)
+        self.settings = {
+            "space": space.name, "proxy": proxy, "batch_size": batch_size, "seed": seed,
+            "input_shape": list(self.batch.input_shape), "num_classes": self.num_classes, "network": self.network,
+            "images": type(images).__name__ if images is not None else "gaussian",
+        }
+        digest = hashlib.sha1(json.dumps(self.settings, sort_keys=True).encode()).hexdigest()[:10]
+        self.path = Path(cache_dir) / f"{space.name}_{proxy}_{digest}.json" if cache_dir else None
+        self.values: dict[str, float] = self._read()
+        self.computed = 0
+        self.seconds = 0.0
+
+    def _read(self) -> dict[str, float]:
+        if self.path is None or not self.path.is_file():
+            return {}
+        try:
+            stored = json.loads(self.path.read_text())
+        except json.JSONDecodeError:
+            raise ValueError(f"proxy cache {self.path} is not valid JSON; delete it to recompute") from None
+        if stored.get("settings") != self.settings:
+            raise ValueError(f"proxy cache {self.path} was written with other settings; delete it to recompute")
+        return {k: float(v) for k, v in stored["values"].items()}
+
+    def save(self) -> None:
+        if self.path is None:
+            return
+        from lightning_nas.search.loop import atomic_write
+
+        merged = {**self._read(), **self.values}  # keep what another run added meanwhile
+        atomic_write(self.path, json.dumps({"settings": self.settings, "values": merged}))
+        self.values = merged
+
+    def __call__(self, archs: Sequence[Architecture], save_every: int = 100) -> np.ndarray:
+        from lightning_nas.proxies.zero_cost import score_architecture
+
+        out = np.empty(len(archs), dtype=np.float64)
+        fresh = 0
+        for i, a in enumerate(archs):
+            key = self.space.key(a)
+            if key not in self.values:
+                start = time.perf_counter()
+                raw = score_architecture(a, self.proxy, self.batch, self.seed, self.num_classes, self.network)
+                self.seconds += time.perf_counter() - start
+                self.values[key] = self._scale(raw)
+                fresh += 1
+                if fresh % save_every == 0:
+                    self.save()
+            out[i] = self.values[key]
+        self.computed += fresh
+        if fresh:
+            self.save()
+        return out
+
+    def _scale(self, raw: float) -> float:
+        # a non-finite value is kept (JSON writes it as -Infinity / NaN): Zen is log 0 on a cell
+        # whose output ignores the input; `DifferenceDataModule` leaves such pairs out
+        if not math.isfinite(raw) or self.proxy in LOG_DOMAIN_PROXIES:
+            return raw
+        return math.copysign(math.log1p(abs(raw)), raw)
+
+
+# --- Alg. 1 -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EditGroup:
+    """One difference encoding: the edit and the pairs (a, a') that realise it."""
+
+    edit: Edit
+    pairs: tuple[tuple[Architecture, Architecture], ...]
+
+
+def _valid_pair(space: SearchSpace, a: Architecture, b: Architecture | None) -> bool:
+    return b is not None and space.is_valid(a) and space.is_valid(b) and space.key(a) != space.key(b)
+
+
+def sample_edit_groups(
+    space: SearchSpace,
+    k: int,
+    num_encodings: int,
+    samples_per_encoding: int,
+    rng: np.random.Generator,
+    admissible=None,
+) -> list[EditGroup]:
+    """Up to `num_encodings` distinct k-edits (an edit and its reverse count once), each with up to
+    `samples_per_encoding` pairs: the first from Alg. 1 (a random architecture and its k-edit
+    neighbour), the others the same edit applied to other random architectures that allow it.
+    `admissible(a)` may exclude architectures (e.g. those missing from a benchmark table)."""
+    if num_encodings < 1 or samples_per_encoding < 1:
+        raise ValueError(
+            f"num_encodings and samples_per_encoding must be >= 1, got {num_encodings} and {samples_per_encoding}"
+        )
+    ok = admissible or (lambda a: True)
+    groups: list[EditGroup] = []
+    seen: set[Edit] = set()
+    for _ in range(num_encodings * MAX_DRAWS_PER_ENCODING):
+        if len(groups) == num_encodings:
+            break
+        a = space.sample(rng)
+        edit = random_edit(space, a, k, rng)
+        b = apply_edit(space, a, edit)
+        if edit in seen or not _valid_pair(space, a, b) or not (ok(a) and ok(b)):
+            continue
+        seen.update({edit, reverse(edit)})
+        pairs = [(a, b)]
+        old_values = {i: old for i, old, _ in edit}
+        for _ in range((samples_per_encoding - 1) * MAX_DRAWS_PER_ENCODING):
+            if len(pairs) == samples_per_encoding:
+                break
+            base = sample_with_values(space, old_values, rng)
+            other = apply_edit(space, base, edit)
+            if _valid_pair(space, base, other) and ok(base) and ok(other) and (base, other) not in pairs:
+                pairs.append((base, other))
+        groups.append(EditGroup(edit, tuple(pairs)))
+    return groups
+
+
+class DifferenceDataModule(L.LightningDataModule):
+    """The DoA dataset (Alg. 1) over one search space, split by encoding into train / validation.
+
+    `proxy` labels by default; `benchmark` + `target` label by real table differences instead.
+    `test_dataloader` serves the validation encodings (there is no third split)."""
+
+    def __init__(
+        self,
+        space: str = "nb201",
+        k: int = 1,
+        num_encodings: int = 60,
+        samples_per_encoding: int = 4,
+        encoding: str = "adjacency",
+        proxy: str = "zen",
+        proxy_batch_size: int = 8,
+        proxy_seed: int = 0,
+        input_shape: tuple[int, int, int] = (3, 32, 32),
+        num_classes: int = 10,
+        network: dict | None = None,
+        cache_dir: str | None = "checkpoints/proxy_cache",
+        images: L.LightningDataModule | None = None,
+        benchmark: str | list[str] | None = None,
+        target: str | None = None,
+        val_fraction: float = 0.2,
+        seed: int = 0,
+        batch_size: int = 32,
+    ):
+        """`images`: an image datamodule (lightning_nas.data.images) for proxies that read real data
+        (snip, grad_norm, fisher, nwot, jacov, grasp); the data-free ones (zen, synflow, params, flops)
+        run on Gaussian inputs of `input_shape`."""
+        super().__init__()
+        check_encoding(encoding)
+        if (benchmark is None) != (target is None):
+            raise ValueError("real-label mode needs both `benchmark` and `target` (or neither, for proxy labels)")
+        if benchmark is None:
+            from lightning_nas.proxies.zero_cost import DATA_FREE, check_proxy
+
+            check_proxy(proxy)
+            if proxy not in DATA_FREE and images is None:
+                raise ValueError(
+                    f"the proxy {proxy!r} reads real images: give `images:` (e.g. lightning_nas.data.images."
+                    f"DigitsDataModule) or choose a data-free proxy ({', '.join(sorted(DATA_FREE))})"
+                )
+        if not 0 <= val_fraction < 1:
+            raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        self.save_hyperparameters(ignore=["images"])
+        self.images = images
+        self.groups: list[EditGroup] | None = None
+
+    @property
+    def space(self) -> SearchSpace:
+        return get_space(self.hparams.space)
+
+    def _labeller(self):
+        """(value function over architectures, admissible filter) for the chosen label source."""
+        hp = self.hparams
+        if hp.benchmark is not None:
+            from lightning_nas.benchmarks.archive import Benchmark
+
+            bench = Benchmark.load(hp.benchmark)
+            if bench.space.name != hp.space:
+                raise ValueError(f"benchmark {hp.benchmark} is a {bench.space.name} table, but space is {hp.space!r}")
+            column = bench.column(hp.target)
+
+            def table(archs: Sequence[Architecture]) -> np.ndarray:
+                return np.array([column[bench.row(a)] for a in archs], dtype=np.float64)
+
+            return table, lambda a: bench.row(a) is not None and not math.isnan(column[bench.row(a)])
+        self.proxy_cache = ProxyCache(
+            self.space, hp.proxy, hp.cache_dir, hp.proxy_batch_size, hp.proxy_seed,
+            tuple(hp.input_shape), hp.num_classes, hp.network, self.images,
+        )
+        return self.proxy_cache, None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.groups is not None:
+            return
+        hp = self.hparams
+        space = self.space
+        values, admissible = self._labeller()
+        rng = np.random.default_rng(hp.seed)
+        self.groups = sample_edit_groups(space, hp.k, hp.num_encodings, hp.samples_per_encoding, rng, admissible)
+        if not self.groups:
+            raise ValueError(f"no valid {hp.k}-edit pairs could be drawn in the {hp.space} space")
+        self.groups, self.pair_deltas = self._label(self.groups, values)
+        if not self.groups:
+            raise ValueError(f"the {hp.proxy} proxy is undefined on every sampled pair; choose another proxy")
+        self.labels = np.array([d.mean() for d in self.pair_deltas])
+        # Alg. 1: the encoding of an item is the difference of its first pair
+        firsts = [g.pairs[0] for g in self.groups]
+        self.x = differences(space, [a for a, _ in firsts], [b for _, b in firsts], hp.encoding)
+        order = rng.permutation(len(self.groups))
+        n_val = int(round(hp.val_fraction * len(order))) if len(order) > 1 else 0
+        self.val_idx, self.train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
+        self.label_scale = rms(self.labels[self.train_idx])
+
+    @staticmethod
+    def _label(groups: list[EditGroup], values) -> tuple[list[EditGroup], list[np.ndarray]]:
+        """Value differences per pair; pairs with a non-finite value (a proxy undefined on a
+        cell whose output ignores its input) are left out, and so are groups left empty."""
+        bases = [a for g in groups for a, _ in g.pairs]
+        others = [b for g in groups for _, b in g.pairs]
+        v = values(bases + others)
+        with np.errstate(invalid="ignore"):  # -inf - -inf: both proxies undefined
+            deltas = np.split(v[len(bases) :] - v[: len(bases)], np.cumsum([len(g.pairs) for g in groups])[:-1])
+        kept_groups, kept_deltas = [], []
+        for g, d in zip(groups, deltas):
+            finite = np.isfinite(d)
+            if finite.any():
+                pairs = tuple(p for p, f in zip(g.pairs, finite) if f)
+                kept_groups.append(EditGroup(g.edit, pairs))
+                kept_deltas.append(d[finite])
+        return kept_groups, kept_deltas
+
+    # --- loaders ---------------------------------------------------------------------------
+    def _loader(self, idx: np.ndarray, shuffle: bool) -> DataLoader:
+        return difference_loader(self.x[idx], self.labels[idx] / self.label_scale, self.hparams.batch_size, shuffle, self.hparams.seed)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_idx, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_idx, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.val_idx, shuffle=False)
+
+
+# --- real labels: pairs of labelled architectures -----------------------------------------------
+def hamming(genotypes: np.ndarray) -> np.ndarray:
+    """[N, N] genotype edit distances."""
+    return (genotypes[:, None, :] != genotypes[None, :, :]).sum(-1)
+
+
+def labelled_pairs(
+    space: SearchSpace,
+    archs: Sequence[Architecture],
+    y: np.ndarray,
+    encoding: str = "adjacency",
+    max_edit: int | None = None,
+    max_pairs: int | None = None,
+    rng: np.random.Generator | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every ordered pair (i -> j), i != j, of labelled architectures at most `max_edit` edits apart
+    (None: any distance), as (difference encodings [P, D], y[j] - y[i]); at most `max_pairs`,
+    drawn with `rng`."""
+    y = np.asarray(y, dtype=np.float64)
+    if len(archs) < 2:
+        return np.zeros((0, encoding_size(space, encoding)), np.float32), np.zeros(0)
+    genotypes = np.array([a.genotype for a in archs])
+    distance = hamming(genotypes)
+    keep = distance > 0
+    if max_edit is not None:
+        keep &= distance <= max_edit
+    i, j = np.nonzero(keep)
+    if max_pairs is not None and len(i) > max_pairs:
+        pick = np.sort((rng or np.random.default_rng(0)).choice(len(i), size=max_pairs, replace=False))
+        i, j = i[pick], j[pick]
+    enc = encode(space, archs, encoding)
+    return enc[j] - enc[i], y[j] - y[i]
+
+
+class LabelledPairsDataModule(ArchitectureDataModule):
+    """The core split (`num_labelled` by `seed`) served for the difference predictor.
+
+    mode "difference": train items are ordered pairs of labelled architectures (at most
+    `max_pairs`, at most `max_edit` edits apart) labelled by their real difference / y_std;
+    validation items pair each of the first `max_val` held-out architectures with a labelled
+    anchor (tau of predicted against real differences). mode "absolute": single architectures,
+    encoded the same way, labelled by the z-scored target (the absolute twin)."""
+
+    def __init__(
+        self,
+        benchmark: str | list[str],
+        target: str,
+        num_labelled: float = 0.01,
+        seed: int = 0,
+        batch_size: int = 256,
+        max_val: int = 2000,
+        encoding: str = "adjacency",
+        mode: str = "difference",
+        max_edit: int | None = None,
+        max_pairs: int | None = 200_000,
+    ):
+        super().__init__(benchmark, target, num_labelled, seed, batch_size, max_val)
+        self.save_hyperparameters()
+        check_encoding(encoding)
+        if mode not in ("difference", "absolute"):
+            raise ValueError(f"mode must be 'difference' or 'absolute', got {mode!r}")
+
+    def setup(self, stage: str | None = None) -> None:
+        self.load()
+        if hasattr(self, "train_x"):
+            return
+        hp, space = self.hparams, self.space
+        rng = np.random.default_rng(hp.seed)
+        train_archs, train_y = self.train_archs, self.train_y
+        val_archs, val_y = self.archs(self.val_rows), self.y_all[self.val_rows]
+        if hp.mode == "absolute":
+            self.train_x, self.train_t = encode(space, train_archs, hp.encoding), (train_y - self.y_mean) / self.y_std
+            self.val_x, self.val_t = encode(space, val_archs, hp.encoding), (val_y - self.y_mean) / self.y_std
+            return
+        self.train_x, deltas = labelled_pairs(space, train_archs, train_y, hp.encoding, hp.max_edit, hp.max_pairs, rng)
+        self.train_t = deltas / self.y_std
+        anchors = rng.integers(len(train_archs), size=len(val_archs)) if len(train_archs) else np.zeros(0, int)
+        self.val_x = differences(space, [train_archs[i] for i in anchors], val_archs, hp.encoding)
+        self.val_t = (val_y - train_y[anchors]) / self.y_std
+
+    def train_dataloader(self) -> DataLoader:
+        if len(self.train_t) == 0:
+            raise ValueError("no labelled pairs to train on: raise data.num_labelled or data.max_edit")
+        return difference_loader(self.train_x, self.train_t, self.hparams.batch_size, True, self.hparams.seed)
+
+    def val_dataloader(self) -> DataLoader:
+        return difference_loader(self.val_x, self.val_t, self.hparams.batch_size, False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self.val_dataloader()

@@ -1,0 +1,100 @@
+"""Difference-of-architecture (DoA) encodings for Delta-NAS (Sridhar & Chen, Sec. 3-4.1).
+
+An architecture is encoded by a flat vector (the space's adjacency/one-hot-op encoding, its path
+encoding, or both side by side); a pair (a, b) is encoded by `encode(b) - encode(a)`, so that
+`difference(a, b) == -difference(b, a)` and identical architectures encode to zero. With the
+adjacency encoding of a fixed-wiring cell (NB201, TNB101 micro) the encoding depends only on the
+edit (which positions changed, from which op to which), which is what makes the DoA space small
+(|D^1| = one slot per position and op change): many pairs share one encoding.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from lightning_nas.spaces.base import Architecture, SearchSpace
+
+ENCODINGS = ("adjacency", "path", "adjacency+path")
+
+#: an edit: ((position, old value, new value), ...) sorted by position
+Edit = tuple[tuple[int, int, int], ...]
+
+
+def check_encoding(kind: str) -> str:
+    if kind not in ENCODINGS:
+        raise ValueError(f"unknown architecture encoding {kind!r}; choose one of: {', '.join(ENCODINGS)}")
+    return kind
+
+
+def encode(space: SearchSpace, archs: Sequence[Architecture], kind: str = "adjacency") -> np.ndarray:
+    """[len(archs), D] float32: one row per architecture."""
+    check_encoding(kind)
+    parts = []
+    if kind in ("adjacency", "adjacency+path"):
+        parts.append(lambda a: space.adjacency_encoding(a))
+    if kind in ("path", "adjacency+path"):
+        parts.append(lambda a: space.path_encoding(a))
+    rows = [np.concatenate([np.asarray(f(a), dtype=np.float32) for f in parts]) for a in archs]
+    return np.stack(rows) if rows else np.zeros((0, encoding_size(space, kind)), dtype=np.float32)
+
+
+def encoding_size(space: SearchSpace, kind: str = "adjacency") -> int:
+    probe = space.sample(np.random.default_rng(0))
+    return int(encode(space, [probe], kind).shape[1])
+
+
+def difference(space: SearchSpace, a: Architecture, b: Architecture, kind: str = "adjacency") -> np.ndarray:
+    """The DoA encoding of the pair (a -> b): encode(b) - encode(a)."""
+    x = encode(space, [a, b], kind)
+    return x[1] - x[0]
+
+
+def differences(
+    space: SearchSpace, bases: Sequence[Architecture], others: Sequence[Architecture], kind: str = "adjacency"
+) -> np.ndarray:
+    """Row i = encode(others[i]) - encode(bases[i])."""
+    if len(bases) != len(others):
+        raise ValueError(f"need as many bases as others, got {len(bases)} and {len(others)}")
+    return encode(space, others, kind) - encode(space, bases, kind)
+
+
+def edit_of(a: Architecture, b: Architecture) -> Edit:
+    """The genotype positions where `b` differs from `a`, with old and new values."""
+    return tuple((i, int(x), int(y)) for i, (x, y) in enumerate(zip(a.genotype, b.genotype)) if x != y)
+
+
+def reverse(edit: Edit) -> Edit:
+    return tuple((i, new, old) for i, old, new in edit)
+
+
+def apply_edit(space: SearchSpace, a: Architecture, edit: Edit) -> Architecture | None:
+    """`a` with the edit applied, or None when `a` does not hold the edit's old values."""
+    g = list(a.genotype)
+    for i, old, new in edit:
+        if g[i] != old:
+            return None
+        g[i] = new
+    return space.make(g)
+
+
+def random_edit(space: SearchSpace, a: Architecture, k: int, rng: np.random.Generator) -> Edit:
+    """k distinct genotype positions of `a`, each changed to another of its values (uniformly)."""
+    choices = space.choices()
+    if not 1 <= k <= len(choices):
+        raise ValueError(f"k (edit distance) must be in 1..{len(choices)} for the {space.name} space, got {k}")
+    positions = np.sort(rng.choice(len(choices), size=k, replace=False))
+    edit = []
+    for i in positions.tolist():
+        old = a.genotype[i]
+        new = int(rng.integers(choices[i] - 1))
+        edit.append((i, old, new + (new >= old)))
+    return tuple(edit)
+
+
+def sample_with_values(space: SearchSpace, fixed: dict[int, int], rng: np.random.Generator) -> Architecture:
+    """A uniform genotype with the `fixed` positions set (may be invalid in constrained spaces)."""
+    g = [int(rng.integers(c)) for c in space.choices()]
+    for i, v in fixed.items():
+        g[i] = v
+    return space.make(g)

@@ -1,0 +1,297 @@
+"""Delta-NAS: difference encodings, the DoA dataset (Alg. 1), the difference predictor, the
+neighbour-stepping search (Alg. 2), resumption and the CLI end to end. Cheap proxies only
+(parameter counts of shrunken networks); real benchmark tables for the real-label paths."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lightning_nas.benchmarks.archive import Benchmark
+from lightning_nas.benchmarks.oracle import TabularOracle
+from lightning_nas.data.difference import DifferenceDataModule, LabelledPairsDataModule, labelled_pairs
+from lightning_nas.encodings.difference import ENCODINGS, difference, edit_of, encode
+from lightning_nas.predictors.difference import DifferencePredictor
+from lightning_nas.proxies.zero_cost import ProxyBatch, score_architecture
+from lightning_nas.search.delta_nas import DeltaNAS
+from lightning_nas.search.loop import SearchLoop
+from lightning_nas.search.surrogate import PredictorSurrogate
+from lightning_nas.spaces.base import get_space
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_NB201 = {"channels": 4, "cells_per_stage": 1}  # a cheap network for the parameter-count proxy
+QUIET = dict(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: more threads only contend on a shared machine
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def nb201(shared):
+    return Benchmark.load(shared / "nb201_200ep.csv.gz")
+
+
+# --- encodings ------------------------------------------------------------------------------------
+genotypes = st.lists(st.integers(0, 4), min_size=6, max_size=6)
+
+
+@settings(max_examples=40, deadline=None)
+@given(genotypes, genotypes, st.sampled_from(ENCODINGS))
+def test_difference_encoding_is_antisymmetric(g1, g2, kind):
+    space = get_space("nb201")
+    a, b = space.make(g1), space.make(g2)
+    d = difference(space, a, b, kind)
+    np.testing.assert_array_equal(d, -difference(space, b, a, kind))
+    np.testing.assert_array_equal(difference(space, a, a, kind), 0)
+    np.testing.assert_array_equal(d, encode(space, [b], kind)[0] - encode(space, [a], kind)[0])
+
+
+def test_adjacency_difference_depends_only_on_the_edit():
+    """The many-to-one property the DoA space rests on (paper Sec. 3)."""
+    space = get_space("nb201")
+    a, b = space.make([0, 1, 2, 3, 4, 1]), space.make([3, 1, 2, 3, 4, 1])
+    c, d = space.make([0, 4, 4, 2, 0, 0]), space.make([3, 4, 4, 2, 0, 0])
+    assert edit_of(a, b) == edit_of(c, d) == ((0, 0, 3),)
+    np.testing.assert_array_equal(difference(space, a, b), difference(space, c, d))
+    assert not np.array_equal(difference(space, a, b, "path"), difference(space, c, d, "path"))
+
+
+# --- the DoA dataset (Alg. 1) ---------------------------------------------------------------------
+def test_dataset_labels_are_mean_proxy_differences_and_cached(tmp_path):
+    kwargs = dict(space="nb201", k=2, num_encodings=6, samples_per_encoding=3, proxy="params",
+                  network=TINY_NB201, cache_dir=str(tmp_path), seed=3)
+    dm = DifferenceDataModule(**kwargs)
+    dm.setup()
+    space, batch = get_space("nb201"), ProxyBatch.gaussian((3, 32, 32), 8, 10, 0)
+    assert len(dm.groups) == 6 and dm.x.shape == (6, 30)
+    for group, label, x in zip(dm.groups, dm.labels, dm.x):
+        assert len(group.pairs) == 3
+        deltas = []
+        for a, b in group.pairs:
+            assert edit_of(a, b) == group.edit and space.edit_distance(a, b) == 2
+            pa, pb = (score_architecture(arch, "params", batch, 0, 10, TINY_NB201) for arch in (a, b))
+            deltas.append(math.log1p(pb) - math.log1p(pa))
+        assert label == pytest.approx(np.mean(deltas))
+        np.testing.assert_array_equal(x, difference(space, *group.pairs[0]))
+    assert len({g.edit for g in dm.groups}) == 6
+    computed = dm.proxy_cache.computed
+    assert computed > 0 and list(tmp_path.glob("nb201_params_*.json"))
+    again = DifferenceDataModule(**kwargs)
+    again.setup()  # every value now comes from the cache file
+    assert again.proxy_cache.computed == 0
+    np.testing.assert_array_equal(again.labels, dm.labels)
+    batch = next(iter(dm.train_dataloader()))
+    assert batch.x.shape[1] == 30 and torch.allclose(batch.y.pow(2).mean().sqrt(), torch.tensor(1.0), atol=0.6)
+
+
+def test_d1_is_exhausted_and_real_labels_are_table_differences(shared, nb201):
+    dm = DifferenceDataModule(space="nb201", k=1, num_encodings=500, samples_per_encoding=4,
+                              benchmark=str(shared / "nb201_200ep.csv.gz"), target="cifar10_valid_valid_acc")
+    dm.setup()
+    assert len(dm.groups) == 60  # |D^1| of NB201: 6 edges x C(5, 2) op pairs, a pair and its reverse once
+    column = nb201.column("cifar10_valid_valid_acc")
+    for group, label in zip(dm.groups[:10], dm.labels[:10]):
+        real = [column[nb201.row(b)] - column[nb201.row(a)] for a, b in group.pairs]
+        assert label == pytest.approx(np.mean(real), rel=1e-5)
+
+
+def test_bad_dataset_input_is_explained():
+    with pytest.raises(ValueError, match="unknown architecture encoding"):
+        DifferenceDataModule(encoding="onehot")
+    with pytest.raises(ValueError, match="both `benchmark` and `target`"):
+        DifferenceDataModule(target="cifar10_valid_valid_acc")
+    with pytest.raises(ValueError, match="unknown zero-cost proxy 'zenn'"):
+        DifferenceDataModule(proxy="zenn")
+    with pytest.raises(ValueError, match="reads real images: give `images:`"):
+        DifferenceDataModule(proxy="snip")
+    with pytest.raises(ValueError, match="k \\(edit distance\\) must be in 1..6"):
+        DifferenceDataModule(k=7, proxy="params", cache_dir=None, network=TINY_NB201).setup()
+
+
+# --- the predictor ----------------------------------------------------------------------------------
+def test_predictor_is_antisymmetric_and_learns_real_differences(shared):
+    dm = DifferenceDataModule(space="nb201", k=2, num_encodings=300, samples_per_encoding=4, val_fraction=0.25,
+                              benchmark=str(shared / "nb201_200ep.csv.gz"), target="cifar10_valid_valid_acc")
+    model = DifferencePredictor(space="nb201", hidden=64, lr=3e-3)
+    trainer = L.Trainer(max_epochs=40, **QUIET)
+    trainer.fit(model, dm)
+    # 75 held-out encodings: a predictor that learned nothing has tau ~ 0 +- 0.08
+    assert trainer.callback_metrics["train_loss"] < 0.3 and trainer.callback_metrics["val_tau"] > 0.3
+    space = get_space("nb201")
+    rng = np.random.default_rng(0)
+    a = space.sample(rng)
+    neighbours = space.neighbours(a)
+    forward = model.gains(a, neighbours)
+    backward = torch.stack([model.gains(b, [a])[0] for b in neighbours])
+    torch.testing.assert_close(forward, -backward)
+    assert float(model.gains(a, [a])[0]) == 0.0
+
+
+def test_difference_and_absolute_twins_rank_heldout_architectures(shared):
+    common = dict(benchmark=str(shared / "nb201_200ep.csv.gz"), target="cifar10_valid_valid_acc",
+                  num_labelled=0.01, max_val=500, encoding="adjacency")
+    taus = {}
+    for mode in ("difference", "absolute"):
+        dm = LabelledPairsDataModule(mode=mode, max_pairs=20_000, **common)
+        model = DifferencePredictor(space="nb201", mode=mode, hidden=64, lr=3e-3)
+        L.Trainer(max_epochs=8 if mode == "difference" else 150, limit_val_batches=0, **QUIET).fit(model, dm)
+        held = dm.archs(dm.val_rows)
+        z = (dm.train_y - dm.y_mean) / dm.y_std
+        scores = model.rank_scores(held, dm.train_archs, z, num_anchors=64)
+        from scipy.stats import kendalltau
+
+        taus[mode] = kendalltau(scores.numpy(), dm.y_all[dm.val_rows]).statistic
+    assert taus["difference"] > 0.4 and taus["absolute"] > 0.3, taus
+
+
+def test_labelled_pairs_respect_max_edit():
+    space = get_space("nb201")
+    archs = [space.make(g) for g in ([0, 0, 0, 0, 0, 0], [1, 0, 0, 0, 0, 0], [1, 2, 0, 0, 0, 0], [4, 4, 4, 4, 4, 4])]
+    y = np.array([1.0, 2.0, 4.0, 8.0])
+    x, d = labelled_pairs(space, archs, y, max_edit=1)
+    assert sorted(d.tolist()) == [-2.0, -1.0, 1.0, 2.0]
+    x, d = labelled_pairs(space, archs, y)
+    assert len(d) == 12 and x.shape == (12, 30)
+
+
+# --- the search (Alg. 2) -----------------------------------------------------------------------------
+class LinearGain:
+    """A known utility u(a) = w . onehot(a): gains are its differences."""
+
+    def __init__(self, space, seed=0):
+        self.space = space
+        self.w = np.random.default_rng(seed).normal(size=30)
+
+    def utility(self, a):
+        return float(encode(self.space, [a])[0] @ self.w)
+
+    def gains(self, base, candidates):
+        return torch.tensor([self.utility(c) - self.utility(base) for c in candidates])
+
+    def score(self, archs):
+        return torch.tensor([self.utility(a) for a in archs])
+
+    def update(self, archs, y):
+        pass
+
+
+def test_a_step_moves_every_member_to_its_argmax_gain_neighbour():
+    space = get_space("nb201")
+    surrogate = LinearGain(space)
+    strategy = DeltaNAS(population_size=4, accept="always", min_gain=None, finetune=False)
+    strategy.setup(space, np.random.default_rng(0), surrogate)
+    start = strategy.ask(4)
+    strategy.tell(start, [0.0] * 4)
+    assert strategy.members == start
+    proposals = strategy.ask(4)
+    for member, proposal in zip(start, proposals):
+        best = max(space.neighbours(member), key=surrogate.utility)
+        assert proposal == best
+    strategy.tell(proposals, [-1.0] * 4)  # "always": members move even to worse architectures
+    assert strategy.members == proposals
+
+
+def test_improvement_rule_rejects_and_tries_the_next_best_neighbour():
+    space = get_space("nb201")
+    surrogate = LinearGain(space, seed=1)
+    strategy = DeltaNAS(population_size=1, accept="improvement", min_gain=None, patience=2, finetune=False)
+    strategy.setup(space, np.random.default_rng(1), surrogate)
+    [start] = strategy.ask(1)
+    strategy.tell([start], [5.0])
+    ranked = sorted(space.neighbours(start), key=surrogate.utility, reverse=True)
+    first = strategy.ask(1)
+    strategy.tell(first, [4.0])  # worse than the member: rejected
+    assert first == ranked[:1] and strategy.members == [start]
+    second = strategy.ask(1)
+    assert second == ranked[1:2]
+    strategy.tell(second, [3.0])  # second rejection in a row: patience 2 re-samples the member
+    assert strategy.members == [None]
+    [fresh] = strategy.ask(1)
+    assert fresh not in (start, *first, *second)
+
+
+def test_predicted_local_optimum_is_resampled():
+    space = get_space("nb201")
+    surrogate = LinearGain(space)
+    strategy = DeltaNAS(population_size=1, accept="always", min_gain=0.0, finetune=False)
+    strategy.setup(space, np.random.default_rng(0), surrogate)
+    top = space.make([int(np.argmax(surrogate.w[5 * e : 5 * e + 5])) for e in range(6)])
+    strategy.members, strategy.member_scores = [top], [1.0]
+    proposal = strategy.ask(1)[0]
+    assert space.edit_distance(proposal, top) > 0 and strategy.members == [None]
+
+
+def search_loop(nb201, run_dir, budget, model):
+    oracle = TabularOracle(nb201, "cifar10_valid_valid_acc", ["cifar10_test_acc"], budget)
+    surrogate = PredictorSurrogate(model, oracle.space, finetune_epochs=3, seed=0)
+    strategy = DeltaNAS(population_size=5, finetune_every=5)
+    return SearchLoop(strategy, oracle, run_dir, seed=7, ask_batch=5, surrogate=surrogate, progress=False).run()
+
+
+def test_resumed_search_equals_uninterrupted(nb201, tmp_path):
+    def fresh_model():
+        torch.manual_seed(0)
+        return DifferencePredictor(space="nb201", hidden=32)
+
+    straight = search_loop(nb201, tmp_path / "a", 30, fresh_model())
+    search_loop(nb201, tmp_path / "b", 15, fresh_model())
+    resumed = search_loop(nb201, tmp_path / "b", 30, fresh_model())
+    assert [q["arch"] for q in resumed["queries"]] == [q["arch"] for q in straight["queries"]]
+    assert resumed["strategy_stats"] == straight["strategy_stats"]
+    assert straight["strategy_stats"]["finetunes"] >= 4 and straight["strategy_stats"]["steps_accepted"] > 0
+
+
+def test_search_without_predictor_is_refused():
+    with pytest.raises(ValueError, match="needs a trained predictor"):
+        DeltaNAS().setup(get_space("nb201"), np.random.default_rng(0), None)
+
+
+# --- the command line, end to end -----------------------------------------------------------------------
+def test_fit_then_search_through_the_cli(tmp_path, monkeypatch):
+    from lightning_nas.cli import main
+
+    monkeypatch.chdir(ROOT)  # configs name ../shared relative to the project root
+    fit = yaml.safe_load((ROOT / "configs/nb201/delta_nas_fit.yaml").read_text())
+    fit["trainer"].update(max_epochs=20, default_root_dir=str(tmp_path / "fit"))
+    fit["trainer"]["callbacks"][0]["init_args"]["dirpath"] = str(tmp_path / "fit")
+    fit["data"]["init_args"].update(proxy="params", network=TINY_NB201, cache_dir=str(tmp_path / "cache"), num_encodings=20)
+    (tmp_path / "fit.yaml").write_text(yaml.safe_dump(fit))
+    assert main(["fit", "--config", str(tmp_path / "fit.yaml")]) == 0
+    ckpt = tmp_path / "fit" / "last.ckpt"
+    assert ckpt.is_file()
+    run = tmp_path / "search"
+    args = ["search", "--config", str(ROOT / "configs/nb201/delta_nas.yaml"), "--ckpt_path", str(ckpt),
+            "--run_dir", str(run), "--budget", "30", "--finetune_epochs", "3", "--progress", "false",
+            "--strategy.init_args.finetune", "true"]
+    assert main(args) == 0
+    results = json.loads((run / "results.json").read_text())
+    assert len(results["queries"]) == 30 and results["strategy"] == "DeltaNAS"
+    assert results["strategy_stats"]["finetunes"] >= 2
+    assert results["best"]["score"] == max(q["score"] for q in results["queries"])
+    assert "cifar10_test_acc" in results["best"]["report"]
+
+
+def test_search_with_a_mismatched_predictor_is_one_line(tmp_path, capsys, monkeypatch):
+    from lightning_nas.cli import main
+
+    monkeypatch.chdir(ROOT)
+    model = DifferencePredictor(space="nb201", hidden=32)
+    ckpt = tmp_path / "small.ckpt"
+    torch.save({"state_dict": model.state_dict()}, ckpt)
+    args = ["search", "--config", str(ROOT / "configs/nb201/delta_nas.yaml"), "--ckpt_path", str(ckpt),
+            "--run_dir", str(tmp_path / "run"), "--progress", "false"]
+    assert main(args) == 2
+    assert "does not fit the configured `model:`" in capsys.readouterr().err
