@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from contextlib import contextmanager
 from typing import Any, Sequence
 
@@ -94,7 +95,9 @@ def quiet_lightning():
     level = logger.level
     logger.setLevel(logging.WARNING)
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. "validation_step but no val_dataloader": intended here
+            yield
     finally:
         logger.setLevel(level)
 
