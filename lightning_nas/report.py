@@ -111,6 +111,7 @@ def ensure_fitted(config_path: Path, producers: dict[str, Path], quick: bool, lo
 
     for ckpt in needed_checkpoints(yaml.safe_load(config_path.read_text())):
         if Path(ckpt).is_file():
+            log.append(f"reused {ckpt} (delete it to fit again)")
             continue
         if ckpt not in producers:
             raise FileNotFoundError(f"{config_path} needs {ckpt}, and no config in configs/ writes it")
@@ -217,7 +218,7 @@ def write_report(out: Path, data: dict[str, Any]) -> None:
         lines.append("")
         plot(out / "plots" / f"{protocol}.png", protocol, rows)
     if data["log"]:
-        lines += ["## Log", "", *[f"- {entry}" for entry in data["log"]], ""]
+        lines += ["## Log", "", *[f"- {entry}" for entry in dict.fromkeys(data["log"])], ""]
     atomic_write(out / "REPORT.md", "\n".join(lines))
 
 
@@ -232,12 +233,18 @@ def plot(path: Path, protocol: str, rows: list[dict]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
+    low, high = np.inf, -np.inf
     for r in rows:
         mean, std = np.array(r["summary"]["curves"]["mean"]), np.array(r["summary"]["curves"]["std"])
         x = np.arange(1, len(mean) + 1)
         ax.plot(x, mean, label=r["method"])
         ax.fill_between(x, mean - std, mean + std, alpha=0.15)
+        settled = slice(min(9, len(mean) - 1), None)  # the first few queries would squash the scale
+        low, high = min(low, (mean - std)[settled].min()), max(high, (mean + std)[settled].max())
+    if np.isfinite(low):
+        margin = 0.05 * (high - low) or 0.1
+        ax.set_ylim(low - margin, high + margin)
     ax.set_xlabel("oracle queries")
     ax.set_ylabel("test metric of best-by-validation")
     ax.set_title(protocol)
