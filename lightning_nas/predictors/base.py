@@ -8,9 +8,11 @@ from torchmetrics.regression import KendallRankCorrCoef
 
 class Predictor(L.LightningModule):
     """Subclasses implement `forward(batch) -> Tensor[B]` (higher = predicted better) and
-    `loss(scores, y)`. Kendall tau is measured over the whole validation / test epoch."""
+    `loss(scores, y)`. Kendall tau is measured over the whole validation / test epoch.
+    Subclasses save hyper-parameters `lr`, `weight_decay` and optionally `max_epochs_hint` (cosine
+    decay over that many epochs) and `betas`; `parameter_groups` says what the optimizer trains."""
 
-    def __init__(self, lr: float = 1e-3, weight_decay: float = 0.0, max_epochs_hint: int | None = None):
+    def __init__(self):
         super().__init__()
         self.val_tau = KendallRankCorrCoef()
         self.test_tau = KendallRankCorrCoef()
@@ -34,9 +36,14 @@ class Predictor(L.LightningModule):
     def predict_step(self, batch, batch_idx):
         return self(batch)
 
+    def parameter_groups(self):
+        return self.parameters()
+
     def configure_optimizers(self):
-        optimizer = torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
-        if not self.hparams.get("max_epochs_hint"):
+        hp = self.hparams
+        betas = tuple(hp.get("betas", (0.9, 0.999)))
+        optimizer = torch.optim.Adam(self.parameter_groups(), lr=hp.lr, betas=betas, weight_decay=hp.weight_decay)
+        if not hp.get("max_epochs_hint"):
             return optimizer
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.hparams.max_epochs_hint)
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=hp.max_epochs_hint)
         return {"optimizer": optimizer, "lr_scheduler": scheduler}

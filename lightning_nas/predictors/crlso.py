@@ -76,7 +76,7 @@ class CRLSOModel(Predictor):
         paper's Fig. 2a (the head still learns, but cannot shape the latent space).
         `posterior_noise` scales the reparameterisation noise (1 = the textbook VAE of Eq. 2;
         the authors' code uses 0.01)."""
-        super().__init__(lr=lr, weight_decay=weight_decay, max_epochs_hint=max_epochs_hint)
+        super().__init__()
         if head not in HEADS:
             raise ValueError(f"head must be one of {', '.join(HEADS)}, got {head!r}")
         if latent_dim < 1:
@@ -228,14 +228,8 @@ class CRLSOModel(Predictor):
         self.latent_std = self.embed(pool[:: max(1, len(pool) // sample)]).std(0).clamp_min(1e-6)
         self.gvae.train(was_training)
 
-    def configure_optimizers(self):
-        hp = self.hparams
-        params = [*self.gvae.parameters(), *self.head.parameters()]
-        optimizer = torch.optim.Adam(params, lr=hp.lr, betas=tuple(hp.betas), weight_decay=hp.weight_decay)
-        if not hp.max_epochs_hint:
-            return optimizer
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=hp.max_epochs_hint)
-        return {"optimizer": optimizer, "lr_scheduler": scheduler}
+    def parameter_groups(self):
+        return [*self.gvae.parameters(), *self.head.parameters()]
 
     # --- the search's fine-tuning of the head (Alg. 3) -----------------------------------
     def finetune_head(

@@ -209,16 +209,10 @@ class RankingFinetuner(Predictor):
     def forward(self, batch) -> Tensor:
         return self.head(self.encoder(batch))
 
-    def configure_optimizers(self):
-        """Adam (+ cosine decay as in the base) with the encoder at `encoder_lr_scale` x lr (0 freezes it)."""
-        hp = self.hparams
-        encoder = list(self.encoder.parameters())
-        groups = [{"params": encoder, "lr": hp.lr * hp.encoder_lr_scale}, {"params": list(self.head.parameters())}]
-        optimizer = torch.optim.Adam(groups, lr=hp.lr, weight_decay=hp.weight_decay)
-        if not hp.get("max_epochs_hint"):
-            return optimizer
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=hp.max_epochs_hint)
-        return {"optimizer": optimizer, "lr_scheduler": scheduler}
+    def parameter_groups(self):
+        """The encoder at `encoder_lr_scale` x lr (0 freezes it), the head at lr."""
+        encoder_lr = self.hparams.lr * self.hparams.encoder_lr_scale
+        return [{"params": list(self.encoder.parameters()), "lr": encoder_lr}, {"params": list(self.head.parameters())}]
 
     def loss(self, scores: Tensor, y: Tensor) -> Tensor:
         if self.hparams.loss == "mse":
