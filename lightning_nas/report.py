@@ -209,7 +209,7 @@ def write_report(out: Path, data: dict[str, Any]) -> None:
         for r in rows:
             entries = r["summary"]["budgets"]
             metric = reported_metric(entries[budgets[-1]])
-            cells = [f"{entries[b][metric]['mean']:.2f} ± {entries[b][metric]['std']:.2f}" for b in budgets]
+            cells = [f"{entries[b][metric]['mean']:.4g} ± {entries[b][metric]['std']:.2g}" for b in budgets]
             paper = PAPER.get((r["method"], protocol))
             anchor = "100" if "100" in entries else budgets[-1]
             gap = f"{entries[anchor][metric]['mean'] - paper[0]:+.2f} (at {anchor})" if paper else ""
