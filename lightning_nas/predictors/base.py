@@ -7,8 +7,8 @@ from torchmetrics.regression import KendallRankCorrCoef
 
 
 class Predictor(L.LightningModule):
-    """Subclasses implement `forward(batch) -> Tensor[B]` (higher = predicted better) and
-    `loss(scores, y)`. Kendall tau is measured over the whole validation / test epoch.
+    """Subclasses implement `forward(batch) -> Tensor[B]` (higher = predicted better) and may
+    override `loss(scores, y)` (default: MSE). Kendall tau is measured over the whole validation / test epoch.
     Subclasses save hyper-parameters `lr`, `weight_decay` and optionally `max_epochs_hint` (cosine
     decay over that many epochs) and `betas`; `parameter_groups` says what the optimizer trains."""
 
@@ -18,7 +18,8 @@ class Predictor(L.LightningModule):
         self.test_tau = KendallRankCorrCoef()
 
     def loss(self, scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """Regression on the z-scored target; ranking and comparison predictors override it."""
+        return torch.nn.functional.mse_loss(scores, y)
 
     def training_step(self, batch, batch_idx):
         loss = self.loss(self(batch), batch.y)

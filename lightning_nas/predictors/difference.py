@@ -66,9 +66,6 @@ class DifferencePredictor(Predictor):
             return self.net(x).squeeze(-1)
         return 0.5 * (self.net(x) - self.net(-x)).squeeze(-1)
 
-    def loss(self, scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return nn.functional.mse_loss(scores, y)
-
     def validation_step(self, batch, batch_idx):
         super().validation_step(batch, batch_idx)
         self.log("val_loss", self.loss(self(batch), batch.y), batch_size=batch.num_graphs)

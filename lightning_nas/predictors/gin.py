@@ -28,6 +28,3 @@ class GINRegressor(Predictor):
     def forward(self, batch) -> torch.Tensor:
         h = self.gnn(batch.x, batch.edge_index)
         return self.head(global_add_pool(h, batch.batch)).squeeze(-1)
-
-    def loss(self, scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return nn.functional.mse_loss(scores, y)

@@ -38,6 +38,3 @@ class PathMLPRegressor(Predictor):
                 f"path encodings have {batch.path.shape[1]} slots; set model path_length to that value"
             )
         return self.mlp(batch.path).squeeze(-1)
-
-    def loss(self, scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return nn.functional.mse_loss(scores, y)
