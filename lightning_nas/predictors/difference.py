@@ -16,7 +16,6 @@ from typing import Sequence
 import lightning as L
 import numpy as np
 import torch
-from torch import nn
 from torch_geometric.nn import MLP
 
 from lightning_nas.data.difference import DifferenceBatch, difference_loader
