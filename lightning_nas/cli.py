@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import sys
@@ -15,11 +16,15 @@ from argparse import ArgumentError
 from typing import Any
 
 import torch
+from jsonargparse import Namespace
+from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from lightning_nas.benchmarks.oracle import Oracle
 from lightning_nas.data.datamodule import ArchitectureDataModule
+from lightning_nas.search.loop import WriteError
+from lightning_nas.search.stopping import SearchStopped
 from lightning_nas.search.strategy import Strategy
 
 DESCRIPTION = (
@@ -52,15 +57,32 @@ class NASTrainer(Trainer):
         """Run a search: the strategy asks, the oracle answers within `budget` queries.
 
         The oracle is the datamodule's benchmark table (objective = its `target`) unless `oracle`
-        names another (live training, a zero-cost proxy); `model` + `ckpt_path` give the predictor."""
-        from lightning_nas.search.runner import run_search
-
-        return run_search(
+        names another (live training, a zero-cost proxy); `model` + `ckpt_path` give the predictor.
+        With a multi-process strategy (`--trainer.strategy ddp --trainer.devices N`, or SLURM's
+        tasks) Lightning's launcher starts the ranks and each runs the same search."""
+        kwargs = dict(
             datamodule=datamodule, strategy=strategy, model=model, ckpt_path=ckpt_path, budget=budget,
             report=report or [], run_dir=run_dir, ask_batch=ask_batch, finetune_epochs=finetune_epochs,
             seed=int(os.environ.get("PL_GLOBAL_SEED", 0)), progress=progress,
             config=getattr(self, "search_config", {}), oracle=oracle,
         )
+        launcher = self.strategy.launcher
+        if launcher is not None:
+            return launcher.launch(self._search_on_this_rank, trainer=self, **kwargs)
+        return self._search_on_this_rank(**kwargs)
+
+    def _search_on_this_rank(self, **kwargs: Any) -> dict[str, Any]:
+        from lightning_nas.search.runner import run_search
+        from lightning_nas.search.stopping import StopRequests
+
+        self.strategy.setup_environment()  # DDP: joins the process group
+        environment = self._accelerator_connector.cluster_environment
+        slurm = environment if isinstance(environment, SLURMEnvironment) else None
+        try:
+            return run_search(**kwargs, stop_requests=StopRequests(slurm))
+        finally:
+            if torch.distributed.is_available() and torch.distributed.is_initialized():
+                torch.distributed.destroy_process_group()
 
 
 class NASCLI(LightningCLI):
@@ -71,6 +93,14 @@ class NASCLI(LightningCLI):
     def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> LightningArgumentParser:
         self._building = subcommand
         return super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        try:
+            super().parse_arguments(parser, args)
+        except AttributeError as e:  # jsonargparse's failure on a `config:` key inside a config file
+            raise UserError(f"the config cannot be parsed ({e}): does a config file set `config:`? remove that key") from None
+        if self.config.get("subcommand") == "search":
+            _check_search_config(self.config["search"])
 
     def add_core_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         if getattr(self, "_building", None) != "search":
@@ -97,6 +127,20 @@ class NASCLI(LightningCLI):
     def before_search(self) -> None:
         config = self.config["search"]
         self.trainer.search_config = _plain(config.as_dict() if hasattr(config, "as_dict") else config)
+
+
+def _check_search_config(search: Namespace) -> None:
+    """What jsonargparse lets through for `search` but the search cannot use."""
+    if not isinstance(search.get("trainer"), Namespace):
+        raise UserError(f"`trainer:` must be a mapping of Trainer options, not {search.get('trainer')!r}: fix or delete it")
+    for name, parameter in inspect.signature(NASTrainer.search).parameters.items():
+        if parameter.default not in (None, inspect.Parameter.empty) and search.get(name, parameter.default) is None:
+            raise UserError(f"`{name}:` is null in the config: give it a value (default {parameter.default!r}) or delete it")
+    if search.get("ckpt_path") and search.get("model"):  # before Lightning swaps in the checkpoint's model
+        from lightning_nas.predictors.base import check_checkpoint_matches
+
+        init_args = search["model"].get("init_args")
+        check_checkpoint_matches(search["ckpt_path"], search["model"]["class_path"], init_args.as_dict() if init_args else {})
 
 
 def _plain(obj: Any) -> Any:
@@ -142,8 +186,13 @@ def main(argv: list[str] | None = None) -> int:
         _check_config_files(argv)
         run_cli(argv if explicit else None)
         return 0
-    except (UserError, ArgumentError) as e:
-        print(f"lightning-nas: error: {one_line(str(e))}", file=sys.stderr)
+    except SearchStopped as e:
+        print(f"lightning-nas: {e}", file=sys.stderr)
+        return e.exit_code
+    except (UserError, ArgumentError, WriteError) as e:
+        usage = f"lightning-nas {command} --help" if command in NASCLI.subcommands() else "lightning-nas --help"
+        hint = f"; see `{usage}` for the accepted options" if isinstance(e, ArgumentError) else ""
+        print(f"lightning-nas: error: {one_line(str(e))}{hint}", file=sys.stderr)
         return 2
     except USER_ERRORS as e:
         print(f"lightning-nas: error: {type(e).__name__}: {one_line(str(e))}", file=sys.stderr)
@@ -154,7 +203,7 @@ def one_line(message: str) -> str:
     """jsonargparse reports a failed class init as a list of union alternatives; keep the cause."""
     noise = ("Does not validate", "Subtypes:", "Errors:", "Expected a <class 'NoneType'>", "Given value")
     lines = [line.strip(" -") for line in message.splitlines() if line.strip()]
-    useful = [line for line in lines if not line.startswith(noise)]
+    useful = [line.rstrip(":") for line in lines if not line.startswith(noise)]
     return "; ".join(useful or lines[:1])
 
 

@@ -7,10 +7,12 @@ checksum, so a truncated or edited archive is refused instead of silently mis-re
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import tempfile
+import tokenize
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +25,7 @@ FORMAT_VERSION = 1
 
 
 class ArchiveError(ValueError):
-    """An archive that cannot be read or trusted (missing, truncated, corrupt, bad checksum)."""
+    """An archive that cannot be read, trusted or written (missing, truncated, corrupt, bad checksum, full disk)."""
 
 
 class UnknownMetricError(KeyError):
@@ -118,8 +120,10 @@ class Benchmark:
             with os.fdopen(fd, "wb") as f:
                 np.savez(f, keys=np.asarray(self.keys, dtype=str), meta=np.array(json.dumps(meta)), **arrays)
             os.replace(tmp, path)
-        except BaseException:
+        except BaseException as e:
             Path(tmp).unlink(missing_ok=True)
+            if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise ArchiveError(f"the disk is full: could not write {path}; free space and rerun the same command") from e
             raise
         return path
 
@@ -136,12 +140,17 @@ class Benchmark:
             from lightning_nas.benchmarks.convert import read_table
 
             return read_table(path)
+        if not zipfile.is_zipfile(path):  # else numpy reads it as a pickle and talks of allow_pickle
+            raise ArchiveError(f"benchmark archive {path} is truncated or corrupt (not a zip file); convert it again")
         try:
             with np.load(path, allow_pickle=False) as z:
                 meta = json.loads(str(z["meta"]))
                 keys = z["keys"]
                 metrics = {name: z[f"metric/{name}"] for name in meta["columns"]}
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError, json.JSONDecodeError) as e:
+        # besides the usual: zipfile on a damaged header (unknown compression, "encrypted") and numpy
+        # parsing a damaged .npy header (it tokenizes and evaluates the header text)
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError, NotImplementedError, RuntimeError,
+                SyntaxError, tokenize.TokenError) as e:
             raise ArchiveError(f"benchmark archive {path} is truncated or corrupt ({e}); convert it again") from None
         bench = cls(meta["space"], keys, metrics, meta.get("provenance", ""), meta.get("name", path.stem))
         if bench.checksum() != meta["sha256"]:

@@ -131,7 +131,7 @@ def _read_csv(path: Path) -> tuple[list[str], list[tuple[str, ...]]]:
             data = gzip.decompress(data)
         rows = list(csv.reader(io.StringIO(data.decode("utf-8"), newline="")))
     except (EOFError, OSError, UnicodeDecodeError, csv.Error, zlib.error) as e:
-        raise ConversionError(f"{path} is truncated or not a CSV table ({e})") from None
+        raise ConversionError(f"{path} is truncated or not a CSV table ({e}); download or export it again") from None
     if not rows or not rows[0]:
         raise ConversionError(f"{path} is empty: expected a header line")
     header, rows = [h.strip() for h in rows[0]], rows[1:]
@@ -184,10 +184,12 @@ def _infer_space(path: Path, key: str) -> str:
         return "tnb101_micro"
     if _NB101_HASH.match(key):
         return "nb101"
+    if key.startswith("Genotype("):
+        return "darts"
     raise ConversionError(
         f"{path} line 2: cannot tell the search space from the key {key!r} "
         "(expected an NB201 '|op~0|+|...|' string, a TNB101 '64-41414-a_bc_def' string or a 32-hex "
-        "NB101 hash); pass space=... / --space"
+        "NB101 hash, or a DARTS 'Genotype(...)'); pass space=... / --space"
     )
 
 
@@ -196,7 +198,8 @@ def _validate_keys(path: Path, keys: np.ndarray, space: str) -> None:
         bad = next((i for i, k in enumerate(keys.tolist()) if not _NB101_HASH.match(k)), None)
         if bad is not None:
             raise ConversionError(
-                f"{path} line {bad + 2}: {str(keys[bad])!r} is not an NB101 module hash (32 lowercase hex digits)"
+                f"{path} line {bad + 2}: {str(keys[bad])!r} is not an NB101 module hash (32 lowercase hex digits); "
+                "fix or delete that line and rerun"
             )
         return
     parse = _space(space).from_string
@@ -204,7 +207,7 @@ def _validate_keys(path: Path, keys: np.ndarray, space: str) -> None:
         try:
             parse(key)
         except InvalidArchitectureError as e:
-            raise ConversionError(f"{path} line {i + 2}: malformed {space} architecture: {e}") from None
+            raise ConversionError(f"{path} line {i + 2}: {e}; fix or delete that line and rerun") from None
 
 
 def _nb101_graph_keys(path: Path, matrices: Sequence[str], ops: Sequence[str], space: str) -> np.ndarray:
@@ -217,7 +220,7 @@ def _nb101_graph_keys(path: Path, matrices: Sequence[str], ops: Sequence[str], s
             matrix = _square_matrix(bits)
             keys.append(nb101.key(nb101.from_matrix(matrix, [o.strip() for o in names.split(",")])))
         except (InvalidArchitectureError, ValueError) as e:
-            raise ConversionError(f"{path} line {i + 2}: malformed NB101 graph: {e}") from None
+            raise ConversionError(f"{path} line {i + 2}: malformed NB101 graph: {e}; fix or delete that line and rerun") from None
     return np.array(keys, dtype=str)
 
 
@@ -1016,7 +1019,7 @@ def convert_main(argv: Sequence[str] | None = None) -> int:
         out = convert(args.inputs, args.output, args.format, args.space, args.trust_pickle)
         bench = Benchmark.load(out)
     except (ConversionError, ArchiveError, InvalidArchitectureError, OSError) as e:
-        print(f"lightning-nas convert: error: {e}", file=sys.stderr)
+        print(f"lightning-nas: error: {e}", file=sys.stderr)
         return 2
     print(
         f"wrote {out}: {len(bench)} {bench.space_name} architectures, {len(bench.metrics)} columns "

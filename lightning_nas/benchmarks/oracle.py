@@ -28,12 +28,16 @@ class Evaluation:
 class Oracle:
     """Counts unique queries, answers repeats from memory for free, refuses past the budget."""
 
+    #: costly evaluations (training, proxies) are shared out among the ranks of a distributed search
+    shard_evaluations: bool = False
+
     def __init__(self, space: SearchSpace, budget: int | None = None):
         if budget is not None and budget < 1:
             raise ValueError(f"budget must be a positive number of queries, got {budget}")
         self.space = space
         self.budget = budget
         self.seen: dict[str, Evaluation] = {}
+        self.prefetched: dict[str, Evaluation] = {}  # answers computed on other ranks, not yet counted
 
     @property
     def used(self) -> int:
@@ -49,9 +53,16 @@ class Oracle:
             return self.seen[key]
         if self.remaining <= 0:
             raise BudgetExhausted(f"the oracle budget of {self.budget} queries is spent")
-        result = self._evaluate(a)
+        result = self.prefetched.pop(key) if key in self.prefetched else self._evaluate(a)
         self.seen[key] = result
         return result
+
+    def answer(self, a: Architecture) -> Evaluation | None:
+        """Evaluate `a` without counting it (a rank's share of a distributed round); None if unknown."""
+        try:
+            return self._evaluate(a)
+        except NotInBenchmark:
+            return None
 
     def _evaluate(self, a: Architecture) -> Evaluation:
         raise NotImplementedError

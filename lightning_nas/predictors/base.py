@@ -1,9 +1,15 @@
 """The base of every architecture-performance predictor."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import lightning as L
 import torch
 from torchmetrics.regression import KendallRankCorrCoef
+
+
+class TrainingDiverged(ValueError):
+    """The training loss became NaN or infinite."""
 
 
 class Predictor(L.LightningModule):
@@ -21,13 +27,29 @@ class Predictor(L.LightningModule):
         """Regression on the z-scored target; ranking and comparison predictors override it."""
         return torch.nn.functional.mse_loss(scores, y)
 
+    def on_before_backward(self, loss: torch.Tensor) -> None:
+        self.stop_if_diverged(loss, "training loss")
+
+    def stop_if_diverged(self, values: torch.Tensor, what: str) -> None:
+        """Raise at the first NaN / infinite loss or prediction: before the optimizer step or the
+        epoch's checkpoint, so checkpoints already written stay the last good ones."""
+        finite = torch.isfinite(values.detach())
+        if not finite.all():
+            raise TrainingDiverged(
+                f"{type(self).__name__}: the {what} is {float(values.detach()[~finite].flatten()[0])} at epoch "
+                f"{self.current_epoch}, step {self.global_step}: lower the learning rate (model.init_args.lr is "
+                f"{self.hparams.get('lr')}) or check the data for NaN, and rerun; checkpoints already written are kept"
+            )
+
     def training_step(self, batch, batch_idx):
         loss = self.loss(self(batch), batch.y)
         self.log("train_loss", loss, batch_size=batch.num_graphs, prog_bar=True)
         return loss
 
     def validation_step(self, batch, batch_idx):
-        self.val_tau.update(self(batch), batch.y)
+        scores = self(batch)
+        self.stop_if_diverged(scores, "validation prediction")
+        self.val_tau.update(scores, batch.y)
         self.log("val_tau", self.val_tau, batch_size=batch.num_graphs, prog_bar=True)
 
     def test_step(self, batch, batch_idx):
@@ -48,3 +70,24 @@ class Predictor(L.LightningModule):
             return optimizer
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=hp.max_epochs_hint)
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+
+def check_checkpoint_matches(ckpt_path: str, class_path: str, init_args: dict) -> None:
+    """Raise when a predictor checkpoint was written for another model class or search space.
+
+    LightningCLI rebuilds `model:` from a checkpoint's stored hyper-parameters, so without this a
+    search would quietly run another method's predictor, or one fitted on another space."""
+    if not Path(ckpt_path).is_file():
+        return  # the search reports the missing file
+    stored = torch.load(ckpt_path, map_location="cpu", weights_only=True).get("hyper_parameters") or {}
+    stored_class = stored.get("_class_path")
+    if stored_class and stored_class != class_path:
+        raise ValueError(
+            f"predictor checkpoint {ckpt_path} holds a {stored_class.rsplit('.', 1)[-1]} ({stored_class}), but `model:` "
+            f"is {class_path}: pass the checkpoint written by the `fit` of this method, or change `model:`"
+        )
+    if "space" in stored and "space" in init_args and stored["space"] != init_args["space"]:
+        raise ValueError(
+            f"predictor checkpoint {ckpt_path} was fitted on the {stored['space']} space, but `model:` is for "
+            f"{init_args['space']}: pass a checkpoint fitted on {init_args['space']}"
+        )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import sqlite3
 import time
 import warnings
@@ -39,8 +40,9 @@ class ImageClassifier(L.LightningModule):
         super().__init__()
         self.network = network
         self.epochs, self.lr, self.momentum, self.weight_decay = epochs, lr, momentum, weight_decay
-        self.val_acc = torchmetrics.classification.MulticlassAccuracy(num_classes, average="micro")
-        self.test_acc = torchmetrics.classification.MulticlassAccuracy(num_classes, average="micro")
+        # one candidate per rank in a distributed search: its accuracy must not be averaged across ranks
+        self.val_acc = torchmetrics.classification.MulticlassAccuracy(num_classes, average="micro", sync_on_compute=False)
+        self.test_acc = torchmetrics.classification.MulticlassAccuracy(num_classes, average="micro", sync_on_compute=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.network(x)
@@ -147,7 +149,10 @@ class LiveTrainingOracle(Oracle):
 
     `network` passes builder options (e.g. NB201 `channels`, `cells_per_stage` to shrink the
     benchmark network for a quick search); `threads` sets torch's CPU threads while training
-    (1 is fastest on a machine whose cores are shared)."""
+    (1 is fastest on a machine whose cores are shared); `accelerator` "gpu" / "auto" trains on the
+    GPU of the process's rank (a distributed search gives each rank its share of the candidates)."""
+
+    shard_evaluations = True
 
     def __init__(
         self,
@@ -162,6 +167,7 @@ class LiveTrainingOracle(Oracle):
         weight_decay: float = 5e-4,
         network: dict | None = None,
         threads: int | None = None,
+        accelerator: str = "cpu",
     ):
         resolved: SearchSpace = get_space(space) if isinstance(space, str) else space
         super().__init__(resolved, budget)
@@ -172,6 +178,7 @@ class LiveTrainingOracle(Oracle):
         self.datamodule, self.epochs, self.seed, self.threads = datamodule, epochs, seed, threads
         self.lr, self.momentum, self.weight_decay = lr, momentum, weight_decay
         self.network = dict(network or {})
+        self.accelerator = accelerator
         self.store = ResultStore(store)
         self.trainings = 0  # evaluations that really trained (store hits excluded)
         self.setting = json.dumps(
@@ -199,6 +206,12 @@ class LiveTrainingOracle(Oracle):
             cost=result.train_time_s,
         )
 
+    def _devices(self) -> int | list[int]:
+        """One device: on GPUs, the one of this process's rank in a distributed search."""
+        if self.accelerator in ("gpu", "cuda") or (self.accelerator == "auto" and torch.cuda.is_available()):
+            return [int(os.environ.get("LOCAL_RANK", os.environ.get("SLURM_LOCALID", 0)))]
+        return 1
+
     def train(self, a: Architecture) -> StoredEvaluation:
         """Train `a` from a seeded initialisation; the caller's torch RNG stream is left untouched."""
         self.trainings += 1
@@ -210,7 +223,7 @@ class LiveTrainingOracle(Oracle):
             network = build_network(a, num_classes=dm.num_classes, in_channels=dm.input_shape[0], **self.network)
             model = ImageClassifier(network, dm.num_classes, self.epochs, self.lr, self.momentum, self.weight_decay)
             trainer = L.Trainer(
-                max_epochs=self.epochs, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                max_epochs=self.epochs, accelerator=self.accelerator, devices=self._devices(), logger=False, enable_checkpointing=False,
                 enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
             )
             trainer.fit(model, train_dataloaders=dm.train_dataloader())
@@ -248,6 +261,7 @@ def _quiet_lightning() -> Iterator[None]:
             warnings.filterwarnings("ignore", message=".*number of training batches.*")
             warnings.filterwarnings("ignore", message=".*defined a `validation_step` but have no `val_dataloader`.*")
             warnings.filterwarnings("ignore", message=".*treespec, LeafSpec.*")
+            warnings.filterwarnings("ignore", message=".*sync_dist=True.*")  # one candidate per rank: nothing to sync
             yield
     finally:
         for name, level in levels.items():

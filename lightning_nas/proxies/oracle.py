@@ -47,6 +47,8 @@ class ProxyOracle(Oracle):
     `report` names further proxies to record beside it; `network` passes builder options (e.g.
     NB201 `channels`); `cost` of an evaluation is its wall time in seconds."""
 
+    shard_evaluations = True
+
     def __init__(
         self,
         space: str | SearchSpace,

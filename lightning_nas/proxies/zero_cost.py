@@ -150,8 +150,10 @@ def gradient_pass(net: nn.Module, batch: ProxyBatch) -> dict[str, float]:
         kernel.add_(codes @ codes.T + (1 - codes) @ (1 - codes).T)
 
     def layer_hook(_m, _inp, out):
+        activation = out.detach()  # the hook must not hold `out` itself: that cycle leaks the whole graph
+
         def grad_hook(grad):
-            g = (out.detach() * grad).double()
+            g = (activation * grad).double()
             per_channel = g.sum(dim=tuple(range(2, g.dim()))) if g.dim() > 2 else g
             fisher_total[0] = fisher_total[0] + 0.5 * per_channel.pow(2).mean(0).sum()
 

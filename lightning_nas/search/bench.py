@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from lightning_nas.search.loop import atomic_write, best_after, mean_std
+from lightning_nas.search.loop import atomic_write, best_after, mean_std, wall_time
 
 
 def run_one(config: str, seed: int, budget: int, run_dir: str, extra: list[str]) -> str:
@@ -34,8 +34,9 @@ def run_one(config: str, seed: int, budget: int, run_dir: str, extra: list[str])
 
     sys.argv = sys.argv[:1]  # the worker inherits the parent's argv; LightningCLI must not read it
 
+    per_seed = [arg.replace("{seed}", str(seed)) for arg in extra]  # e.g. --ckpt_path fits/seed_{seed}/x.ckpt
     run_cli(["search", "--config", config, "--seed_everything", str(seed), "--budget", str(budget),
-             "--run_dir", run_dir, "--progress", "false", *extra])
+             "--run_dir", run_dir, "--progress", "false", *per_seed])
     return run_dir
 
 
@@ -56,7 +57,7 @@ def summarize(run_dirs: list[str], budgets: list[int], config: str) -> dict[str,
             entry["found_optimum_fraction"] = float(np.mean([x["arch"] == optimum for x in bests])) if bests else 0.0
         summary["budgets"][str(b)] = entry
     summary["optimum_by_objective"] = optimum
-    summary["wall_time_s"] = {"mean": float(np.mean([r["wall_time_s"] for r in runs])) if runs else 0.0}
+    summary["wall_time_s"] = {"mean": float(np.mean([wall_time(d) for d in run_dirs])) if runs else 0.0}
     return summary
 
 
@@ -82,7 +83,7 @@ def bench_main(argv: list[str]) -> int:
     parser.add_argument("--budgets", type=int, nargs="+", default=[50, 100, 150])
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--out", default=None, help="output folder (default: checkpoints/bench/<config name>)")
-    parser.add_argument("extra", nargs="*", help="further search arguments, after --, e.g. -- --ckpt_path x.ckpt")
+    parser.add_argument("extra", nargs="*", help="further search arguments, after --, e.g. -- --ckpt_path x.ckpt; {seed} is replaced by the seed")
     args = parser.parse_args(argv)
     if not Path(args.config).is_file():
         raise FileNotFoundError(f"config file {args.config} does not exist")

@@ -481,14 +481,16 @@ class EDNAG(Strategy):
 
     def stats(self) -> dict[str, Any]:
         s = self.decode_stats
-        times = self.generation_seconds
         return {
             "generation_runs": self.runs_done,
             "decoded": s.decoded,
             "repaired": s.repaired,
             "redrawn": s.redrawn,
-            "generation_seconds_mean": float(np.mean(times)) if times else None,
         }
+
+    def timings(self) -> dict[str, Any]:
+        times = self.generation_seconds
+        return {"generation_seconds_mean": float(np.mean(times)) if times else None}
 
     # --- resumption ------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import math
 import os
+import random
 import tempfile
 import time
 from pathlib import Path
@@ -14,32 +16,58 @@ from typing import Any
 import numpy as np
 import torch
 
-from lightning_nas.benchmarks.oracle import NotInBenchmark, Oracle
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from lightning_nas.benchmarks.oracle import Evaluation, NotInBenchmark, Oracle
+from lightning_nas.search.ranks import Ranks
+from lightning_nas.search.stopping import StopRequests
 from lightning_nas.search.strategy import Strategy
 
 STATE_FILE = "search_state.pt"
+TIMING_FILE = "timing.json"  # wall-clock figures live apart, so a resumed run's results.json is byte-identical
 STALL_LIMIT = 1000  # consecutive asks that bring nothing new before the loop gives up
 
 
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
+class WriteError(OSError):
+    """A file could not be written (e.g. a full disk); the file it was to replace is intact."""
+
+
 def atomic_write(path: Path, data: bytes | str) -> None:
-    """Write to a temporary file beside `path`, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    """Write to a temporary file beside `path`, then rename: readers never see half a file.
+    An OSError (full disk, no permission) leaves `path` as it was and becomes a `WriteError`."""
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are shared like any other file
         with os.fdopen(fd, "wb") as f:
             f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())  # on disk before the rename, so a power cut cannot leave an empty file
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    except BaseException as e:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if not isinstance(e, OSError):
+            raise
+        full = e.errno in (errno.ENOSPC, errno.EDQUOT)
+        problem, fix = ("the disk is full", "free space") if full else (e.strerror or str(e), "fix that")
+        raise WriteError(f"{problem}: could not write {path}; {fix} and rerun the same command: it resumes") from e
 
 
 class SearchLoop:
-    """Owns the budget (through the oracle), the RNG, the history and the checkpoints.
+    """Owns the budget (through the oracle), the RNGs, the history and the checkpoints.
 
     After each round `search_state.pt` is rewritten atomically; a loop started on a run
-    directory that holds one continues where it stopped and ends with the same result as an
-    uninterrupted run (numpy and torch RNG states, strategy and surrogate state are restored)."""
+    directory that holds one continues where it stopped and ends with the same results.json as an
+    uninterrupted run (python, numpy and torch RNG states, strategy and surrogate state are restored).
+    SIGINT / SIGTERM stop it after the round in progress is checkpointed (`StopRequests`).
+    Under DDP every rank runs the loop: rank 0 writes the files, and new candidates are evaluated
+    once, shared out among the ranks when the oracle's evaluations are costly."""
 
     def __init__(
         self,
@@ -52,45 +80,41 @@ class SearchLoop:
         config: dict | None = None,
         progress: bool = True,
         initial: list | None = None,
+        stop_requests: StopRequests | None = None,
     ):
         if ask_batch < 1:
             raise ValueError(f"ask_batch must be >= 1, got {ask_batch}")
         self.strategy, self.oracle, self.surrogate = strategy, oracle, surrogate
         self.run_dir, self.seed, self.ask_batch = Path(run_dir), seed, ask_batch
-        self.config, self.progress = config or {}, progress
+        self.config = config or {}
+        self.ranks = Ranks()
+        self.progress = progress and self.ranks.is_zero
+        self.stops = stop_requests or StopRequests()
         self.initial = initial or []  # architectures charged first (a predictor's training labels)
         self.history: list[dict[str, Any]] = []
+        self.query_seconds: list[float] = []  # wall clock at each query, for timing.json
         self.skipped_not_in_benchmark = 0
         self.elapsed = 0.0
 
     # --- the loop ------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
+        random.seed(self.seed)
         rng = np.random.default_rng(self.seed)
         torch.manual_seed(self.seed)
         self.strategy.setup(self.oracle.space, rng, self.surrogate)
         resumed = self._restore(rng)
         if not resumed and self.initial:
             self._charge_initial()
-        with self._progress_bar(resumed) as advance:
+        with self.stops, self._progress_bar(resumed) as advance:
             stalled = 0
             while self.oracle.remaining > 0:
-                start = time.perf_counter()
-                before = self.oracle.used
-                archs = self.strategy.ask(int(min(self.ask_batch, self.oracle.remaining)))
-                told, scores = [], []
-                for a in archs:
-                    if self.oracle.remaining <= 0 and self.oracle.space.key(a) not in self.oracle.seen:
-                        break
-                    try:
-                        evaluation = self.oracle.evaluate(a)
-                    except NotInBenchmark:
-                        self.skipped_not_in_benchmark += 1
-                        continue
-                    if self.oracle.used > len(self.history):
-                        self._record(a, evaluation)
-                    told.append(a)
-                    scores.append(evaluation.score)
-                self.strategy.tell(told, scores)
+                start, before = time.perf_counter(), self.oracle.used
+                try:
+                    self._round()
+                except SIGTERMException:  # a Lightning fine-tune inside the round saw SIGTERM first
+                    if not self.stops.requested:
+                        raise
+                    raise self._stopped(checkpointed=before) from None
                 self.elapsed += time.perf_counter() - start
                 stalled = 0 if self.oracle.used > before else stalled + 1
                 if stalled >= STALL_LIMIT:
@@ -100,13 +124,55 @@ class SearchLoop:
                     )
                 self._checkpoint(rng)
                 advance(self.oracle.used - before, self.history[-1] if self.history else None)
+                self.stops.signum = self.ranks.broadcast(self.stops.signum)  # rank 0 decides for all
+                if self.stops.requested and self.oracle.remaining > 0:
+                    raise self._stopped(checkpointed=self.oracle.used)
         results = self.results()
-        self.write_outputs(results)
+        if self.ranks.is_zero:
+            self.write_outputs(results)
         return results
+
+    def _round(self) -> None:
+        archs = self.strategy.ask(int(min(self.ask_batch, self.oracle.remaining)))
+        self._share_out(archs)
+        told, scores = [], []
+        for a in archs:
+            if self.oracle.remaining <= 0 and self.oracle.space.key(a) not in self.oracle.seen:
+                break
+            try:
+                evaluation = self.oracle.evaluate(a)
+            except NotInBenchmark:
+                self.skipped_not_in_benchmark += 1
+                continue
+            if self.oracle.used > len(self.history):
+                self._record(a, evaluation)
+            told.append(a)
+            scores.append(evaluation.score)
+        self.strategy.tell(told, scores)
+
+    def _share_out(self, archs: list) -> None:
+        """With several ranks, answer the round's new architectures once for all of them: each rank
+        evaluates its share when evaluations are costly (live training), otherwise rank 0 answers."""
+        if self.ranks.size == 1:
+            return
+        key = self.oracle.space.key
+        new = list({key(a): a for a in archs if key(a) not in self.oracle.seen}.values())
+        new = new[: int(min(len(new), self.oracle.remaining))]
+        if self.oracle.shard_evaluations:
+            answers: dict[str, Evaluation | None] = {}
+            for part in self.ranks.gather({key(a): self.oracle.answer(a) for a in new[self.ranks.rank :: self.ranks.size]}):
+                answers.update(part)
+        else:
+            answers = self.ranks.broadcast({key(a): self.oracle.answer(a) for a in new} if self.ranks.is_zero else None)
+        self.oracle.prefetched.update({k: e for k, e in answers.items() if e is not None})
+
+    def _stopped(self, checkpointed: int):
+        return self.stops.stop(checkpointed, self.oracle.budget, str(self.run_dir), self.ranks.is_zero)
 
     def _charge_initial(self) -> None:
         """Evaluate the predictor's training architectures as the first queries; the strategy and
         the surrogate learn their scores like any other labels (no extra fine-tuning)."""
+        self._share_out(self.initial)
         archs, scores = [], []
         for a in self.initial:
             evaluation = self.oracle.evaluate(a)
@@ -122,22 +188,28 @@ class SearchLoop:
         if best is None or evaluation.score > best["score"]:
             best = {"arch": str(arch), "score": evaluation.score, "report": evaluation.report}
         self.history.append(
-            {
-                "query": len(self.history) + 1,
-                "arch": str(arch),
-                "score": evaluation.score,
-                "report": evaluation.report,
-                "best": best,
-                "elapsed_s": round(self.elapsed, 4),
-            }
+            {"query": len(self.history) + 1, "arch": str(arch), "score": evaluation.score,
+             "report": evaluation.report, "best": best}
         )
+        self.query_seconds.append(round(self.elapsed, 4))
 
     # --- resumption ----------------------------------------------------------------------
+    def identity(self) -> dict[str, Any]:
+        """What a checkpoint must match to be resumed by this loop."""
+        objective = getattr(self.oracle, "objective_name", None) or type(self.oracle).__name__
+        return {"strategy": type(self.strategy).__name__, "space": self.oracle.space.name,
+                "objective": objective, "seed": self.seed}
+
     def _checkpoint(self, rng: np.random.Generator) -> None:
+        if not self.ranks.is_zero:
+            return
         state = {
+            "identity": json.dumps(self.identity()),
             "history": json.dumps(self.history),
+            "query_seconds": json.dumps(self.query_seconds),
             "seen": json.dumps({k: [e.score, e.report, e.cost] for k, e in self.oracle.seen.items()}),
             "rng": json.dumps(rng.bit_generator.state),
+            "python_rng": json.dumps(random.getstate()),
             "torch_rng": torch.get_rng_state(),
             "strategy": self.strategy.state_dict(),
             "surrogate": self.surrogate.state_dict() if hasattr(self.surrogate, "state_dict") else {},
@@ -150,14 +222,20 @@ class SearchLoop:
 
     def _restore(self, rng: np.random.Generator) -> bool:
         path = self.run_dir / STATE_FILE
-        if not path.is_file():
+        state = self.ranks.broadcast(self._read_state(path) if self.ranks.is_zero else None)
+        if state is None:
             return False
-        from lightning_nas.benchmarks.oracle import Evaluation
-
-        state = torch.load(path, weights_only=True)
         self.history = json.loads(state["history"])
+        if self.oracle.budget is not None and len(self.history) > self.oracle.budget:
+            raise ValueError(
+                f"{path} holds a search with {len(self.history)} queries, more than the budget of "
+                f"{self.oracle.budget}: raise --budget to at least {len(self.history)}, or give another --run_dir"
+            )
+        self.query_seconds = json.loads(state["query_seconds"])
         self.oracle.seen = {k: Evaluation(s, r, c) for k, (s, r, c) in json.loads(state["seen"]).items()}
         rng.bit_generator.state = json.loads(state["rng"])
+        version, internal, gauss = json.loads(state["python_rng"])
+        random.setstate((version, tuple(internal), gauss))
         torch.set_rng_state(state["torch_rng"])
         self.strategy.load_state_dict(state["strategy"])
         if state["surrogate"]:
@@ -165,6 +243,25 @@ class SearchLoop:
         self.skipped_not_in_benchmark = int(state["skipped_not_in_benchmark"])
         self.elapsed = float(state["elapsed"])
         return True
+
+    def _read_state(self, path: Path) -> dict[str, Any] | None:
+        if not path.is_file():
+            return None
+        try:
+            state = torch.load(path, weights_only=True)
+            saved = json.loads(state["identity"])
+        except Exception as e:  # a file from another program or an older version of this one
+            raise ValueError(
+                f"{path} is not a search checkpoint this version can resume ({type(e).__name__}): "
+                "give another --run_dir, or delete that file to start afresh"
+            ) from None
+        if saved != self.identity():
+            differs = ", ".join(f"{k} {saved.get(k)!r} there, {v!r} here" for k, v in self.identity().items() if saved.get(k) != v)
+            raise ValueError(
+                f"{path} belongs to another search ({differs}): give another --run_dir, "
+                "or delete that file to start afresh"
+            )
+        return state
 
     # --- outputs -------------------------------------------------------------------------
     def results(self) -> dict[str, Any]:
@@ -178,12 +275,17 @@ class SearchLoop:
             "queries": self.history,
             "best": final,
             "skipped_not_in_benchmark": self.skipped_not_in_benchmark,
-            "strategy_stats": stats() if callable(stats) else {},
+            "strategy_stats": dict(sorted(stats().items())) if callable(stats) else {},
             "predictor_labels_charged": len(self.initial),
-            "wall_time_s": round(self.elapsed, 3),
         }
 
+    def timing(self) -> dict[str, Any]:
+        timings = getattr(self.strategy, "timings", None)
+        return {"wall_time_s": round(self.elapsed, 3), "ranks": self.ranks.size, "query_elapsed_s": self.query_seconds,
+                "strategy": timings() if callable(timings) else {}}
+
     def write_outputs(self, results: dict[str, Any]) -> None:
+        atomic_write(self.run_dir / TIMING_FILE, json.dumps(self.timing(), indent=1))
         atomic_write(self.run_dir / "results.json", json.dumps(results, indent=1, default=float))
         report_names = sorted(results["queries"][0]["report"]) if results["queries"] else []
         out = io.StringIO()
@@ -244,6 +346,11 @@ def trajectory_png(results: dict[str, Any], report_names: list[str]) -> bytes:
     fig.savefig(buffer, format="png")
     plt.close(fig)
     return buffer.getvalue()
+
+
+def wall_time(run_dir: str | os.PathLike) -> float:
+    """The search time of a finished run (its timing.json)."""
+    return float(json.loads((Path(run_dir) / TIMING_FILE).read_text())["wall_time_s"])
 
 
 def best_after(results: dict[str, Any], budget: int) -> dict[str, Any] | None:

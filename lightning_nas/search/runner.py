@@ -9,6 +9,7 @@ import torch
 from lightning_nas.benchmarks.oracle import Oracle, TabularOracle
 from lightning_nas.data.datamodule import ArchitectureDataModule
 from lightning_nas.search.loop import SearchLoop
+from lightning_nas.search.stopping import StopRequests
 from lightning_nas.search.strategy import Strategy
 from lightning_nas.search.surrogate import PredictorSurrogate
 
@@ -58,6 +59,7 @@ def run_search(
     config: dict | None = None,
     oracle: Oracle | None = None,
     charge_predictor_labels: bool = True,
+    stop_requests: StopRequests | None = None,
 ) -> dict[str, Any]:
     if strategy is None:
         raise ValueError("no `strategy:` given: name a class, e.g. lightning_nas.search.baselines.RandomSearch")
@@ -84,9 +86,9 @@ def run_search(
             "or raise the budget"
         )
     loop = SearchLoop(strategy, oracle, run_dir, seed=seed, ask_batch=ask_batch, surrogate=surrogate,
-                      config=config, progress=progress, initial=initial)
+                      config=config, progress=progress, initial=initial, stop_requests=stop_requests)
     results = loop.run()
-    if progress and results["best"]:
+    if loop.progress and results["best"]:
         best = results["best"]
         shown = ", ".join(f"{k} {v:.4g}" for k, v in best["report"].items())
         store = getattr(getattr(oracle, "store", None), "path", None)

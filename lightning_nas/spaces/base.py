@@ -18,6 +18,14 @@ class InvalidArchitectureError(ValueError):
     """A string or genotype that does not describe an architecture of the space."""
 
 
+def wrong_space_error(space: str, a: "Architecture") -> InvalidArchitectureError:
+    shown = str(a) if a.space in _REGISTRY else repr(a)
+    return InvalidArchitectureError(
+        f"{shown} is not a {space} architecture but a {a.space} one: a predictor checkpoint or run directory "
+        f"made for {a.space} was given to a {space} search? use one made for {space}"
+    )
+
+
 @dataclass(frozen=True)
 class Architecture:
     space: str

@@ -11,7 +11,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from lightning_nas.spaces.base import Architecture, InvalidArchitectureError, SearchSpace
+from lightning_nas.spaces.base import Architecture, InvalidArchitectureError, SearchSpace, wrong_space_error
 
 EDGES: tuple[tuple[int, int], ...] = ((0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3))  # (source, target)
 NUM_NODES = 4
@@ -34,6 +34,8 @@ class CellOnEdgesSpace(SearchSpace):
         )
 
     def _check(self, a: Architecture) -> None:
+        if a.space != self.name:
+            raise wrong_space_error(self.name, a)
         if not self.is_valid(a):
             raise InvalidArchitectureError(f"not a {self.name} architecture: {a!r}")
 

@@ -31,7 +31,7 @@ from typing import Any, NamedTuple, Sequence
 import numpy as np
 import torch
 
-from lightning_nas.spaces.base import Architecture, InvalidArchitectureError, SearchSpace, register
+from lightning_nas.spaces.base import Architecture, InvalidArchitectureError, SearchSpace, register, wrong_space_error
 from lightning_nas.spaces.cell_on_edges import parse_error
 
 OPS: tuple[str, ...] = (
@@ -92,7 +92,7 @@ class DARTSSpace(SearchSpace):
 
     def _check(self, a: Architecture) -> None:
         if a.space != self.name:
-            raise InvalidArchitectureError(f"not a {self.name} architecture (space {a.space!r}): {a!r}")
+            raise wrong_space_error(self.name, a)
         problem = _problem(a.genotype)
         if problem is not None:
             raise InvalidArchitectureError(f"invalid {self.name} genotype {a.genotype}: {problem}")

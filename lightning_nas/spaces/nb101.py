@@ -21,7 +21,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from lightning_nas.spaces.base import Architecture, InvalidArchitectureError, SearchSpace, register
+from lightning_nas.spaces.base import Architecture, InvalidArchitectureError, SearchSpace, register, wrong_space_error
 from lightning_nas.spaces.nb101_cells import (
     EDGES,
     INPUT,
@@ -97,6 +97,8 @@ class NB101Space(SearchSpace):
         return matrix.copy(), [_label_name(label) for label in labels]
 
     def _cell(self, a: Architecture) -> tuple[np.ndarray, tuple[int, ...]]:
+        if a.space != self.name:
+            raise wrong_space_error(self.name, a)
         if not self._well_formed(a):
             raise InvalidArchitectureError(self.why_invalid(a))
         cell = _pruned(a.genotype)
@@ -166,7 +168,8 @@ class NB101Space(SearchSpace):
         a = self.make([*(full[src, dst] for src, dst in EDGES), *op_indices])
         reason = self.why_invalid(a)
         if reason:
-            raise InvalidArchitectureError(f"matrix {adjacency.tolist()}, ops {names}: not a valid cell: {reason}")
+            bits = "".join(str(int(b)) for b in adjacency.ravel())
+            raise InvalidArchitectureError(f"matrix {bits} ({n}x{n}), ops {','.join(names)}: not a valid cell: {reason}")
         return a
 
     def from_key(self, key: str) -> Architecture:
