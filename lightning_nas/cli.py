@@ -189,6 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     except SearchStopped as e:
         print(f"lightning-nas: {e}", file=sys.stderr)
         return e.exit_code
+    except KeyboardInterrupt:  # a second Ctrl-C during a search: no checkpoint of the round in progress
+        print("lightning-nas: interrupted; run the same command again to resume from the last checkpoint", file=sys.stderr)
+        return 130
     except (UserError, ArgumentError, WriteError) as e:
         usage = f"lightning-nas {command} --help" if command in NASCLI.subcommands() else "lightning-nas --help"
         hint = f"; see `{usage}` for the accepted options" if isinstance(e, ArgumentError) else ""
