@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -218,9 +217,10 @@ def part_search(protocol: str, seeds: list[int], baseline_seeds: int) -> None:
             part["runs"][method] = []
             for seed in range(baseline_seeds):
                 strategy = RandomSearch() if method == "RS" else RegularizedEvolution(10, 3)
-                result = run_search(base, strategy, budget=max(BUDGETS), report=[report],
-                                    run_dir=str(runs_dir / f"{method.lower()}_seed{seed}"), seed=seed, progress=False)
-                part["runs"][method].append(summarise_run(result, report))
+                run_dir = runs_dir / f"{method.lower()}_seed{seed}"
+                result = run_search(base, strategy, budget=max(BUDGETS), report=[report], run_dir=str(run_dir),
+                                    seed=seed, progress=False)
+                part["runs"][method].append(summarise_run(result, run_dir, report))
         part["baseline_seeds"] = baseline_seeds
         save_part(name, part)
     for seed in seeds:
@@ -230,18 +230,20 @@ def part_search(protocol: str, seeds: list[int], baseline_seeds: int) -> None:
         L.seed_everything(seed, verbose=False)
         result = run_search(dm, CRLSO(**SEARCH), model=model, budget=max(BUDGETS), report=[report],
                             run_dir=str(runs_dir / f"crlso_seed{seed}"), ask_batch=SEARCH["top_k"], seed=seed, progress=False)
-        part["runs"]["CR-LSO"].append({"seed": seed, **summarise_run(result, report, fit_s, model.semi_val_tau)})
+        summary = summarise_run(result, runs_dir / f"crlso_seed{seed}", report, fit_s, model.semi_val_tau)
+        part["runs"]["CR-LSO"].append({"seed": seed, **summary})
         part["crlso_seeds"].append(seed)
         print(protocol, "CR-LSO", part["runs"]["CR-LSO"][-1], flush=True)
         save_part(name, part)
 
 
-def summarise_run(result: dict, report: str, fit_s: float | None = None, semi_tau: float | None = None) -> dict:
-    from lightning_nas.search.loop import best_after
+def summarise_run(result: dict, run_dir: Path, report: str, fit_s: float | None = None,
+                  semi_tau: float | None = None) -> dict:
+    from lightning_nas.search.loop import best_after, wall_time
 
     row = {f"test@{b}": best_after(result, b)["report"][report] for b in BUDGETS}
     row.update({f"valid@{b}": best_after(result, b)["score"] for b in BUDGETS})
-    row["search_s"] = result["wall_time_s"]
+    row["search_s"] = wall_time(run_dir)  # timing.json, beside results.json
     if fit_s is not None:
         row["fit_s"] = round(fit_s, 1)
         row["semi_tau"] = semi_tau

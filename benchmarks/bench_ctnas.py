@@ -31,12 +31,13 @@ JSON_PATH = RESULTS / "ctnas.json"
 NB201_200 = str(SHARED / "nb201_200ep.csv.gz")
 NB201_12 = str(SHARED / "nb201_12ep.csv.gz")
 PREDICTOR_SETTINGS = {
-    # name: (benchmark, target, num_labelled, NAC epochs, NAC fit config)
-    "nb201_1pct": (NB201_200, "cifar10_valid_valid_acc", 0.01, 200, "configs/nb201/ctnas_fit.yaml"),
-    "nb201_10pct": (NB201_200, "cifar10_valid_valid_acc", 0.1, 60, "configs/nb201/ctnas_fit.yaml"),
-    "nb101_424": (str(SHARED / "nb101_hashed_30k.csv.gz"), "valid_acc_108ep", 424, 200, "configs/nb101/ctnas_fit.yaml"),
+    # name: (benchmark, target, num_labelled, NAC epochs, NAC fit config, GIN fit config)
+    "nb201_1pct": (NB201_200, "cifar10_valid_valid_acc", 0.01, 200, "configs/nb201/ctnas_fit.yaml", "configs/nb201/gin_fit.yaml"),
+    "nb201_10pct": (NB201_200, "cifar10_valid_valid_acc", 0.1, 60, "configs/nb201/ctnas_fit.yaml", "configs/nb201/gin_fit.yaml"),
+    "nb101_424": (str(SHARED / "nb101_hashed_30k.csv.gz"), "valid_acc_108ep", 424, 200, "configs/nb101/ctnas_fit.yaml",
+                  "configs/nb101/ednag_gin_fit.yaml"),
 }
-GIN = {"hidden": 64, "num_layers": 3, "lr": 1e-3, "weight_decay": 1e-4, "epochs": 100}  # configs/nb201/gin_fit.yaml
+GIN_EPOCHS = 100  # configs/nb201/gin_fit.yaml
 PROTOCOLS = {
     # name: (benchmark list, objective, report, CTNAS config)
     "cifar10": ([NB201_200], "cifar10_valid_valid_acc", "cifar10_test_acc", "configs/nb201/ctnas.yaml"),
@@ -47,44 +48,17 @@ METHODS = {"CTNAS": None, "RS": "configs/nb201/rs.yaml", "RE": "configs/nb201/re
 
 
 # --- predictor part ------------------------------------------------------------------------
-def nac_from_config(config: str, **overrides):
-    import yaml
-
-    from lightning_nas.predictors.comparator import NeuralArchitectureComparator
-
-    init = yaml.safe_load((ROOT / config).read_text())["model"]["init_args"]
-    return NeuralArchitectureComparator(**{**init, **overrides})
-
-
 def fit_and_test(setting: str, model_name: str, seed: int) -> dict:
-    import lightning as L
     import torch
 
-    from lightning_nas.data.datamodule import ArchitectureDataModule
-    from lightning_nas.predictors.gin import GINRegressor
+    from lightning_nas.predictors.evaluate import config_tau
 
     torch.set_num_threads(1)
-    benchmark, target, labelled, nac_epochs, config = PREDICTOR_SETTINGS[setting]
-    L.seed_everything(seed, verbose=False)
-    data = ArchitectureDataModule(benchmark, target, num_labelled=labelled, seed=seed, batch_size=64)
-    data.setup()
-    if model_name == "NAC":
-        model, epochs = nac_from_config(config), nac_epochs
-    else:
-        in_channels = data.space.to_graph(data.train_archs[0]).num_node_features
-        model = GINRegressor(in_channels, GIN["hidden"], GIN["num_layers"], lr=GIN["lr"],
-                             weight_decay=GIN["weight_decay"], max_epochs_hint=GIN["epochs"])
-        epochs = GIN["epochs"]
-    trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
-                        num_sanity_val_steps=0)
-    start = time.perf_counter()
-    trainer.fit(model, datamodule=data)
-    fit_s = time.perf_counter() - start
-    metrics = trainer.test(model, datamodule=data, verbose=False)[0]
-    return {"setting": setting, "model": model_name, "seed": seed, "labelled": len(data.train_rows),
-            "heldout": len(data.heldout_rows), "epochs": epochs, "test_tau": metrics["test_tau"],
-            "test_pair_acc": metrics.get("test_pair_acc"), "fit_s": round(fit_s, 1)}
+    benchmark, target, labelled, nac_epochs, nac_config, gin_config = PREDICTOR_SETTINGS[setting]
+    config, epochs = (nac_config, nac_epochs) if model_name == "NAC" else (gin_config, GIN_EPOCHS)
+    r = config_tau(ROOT / config, labelled, seed, epochs, {"benchmark": benchmark, "target": target, "batch_size": 64})
+    return {"setting": setting, "model": model_name, "seed": seed, "labelled": r["labelled"], "heldout": r["heldout"],
+            "epochs": epochs, "test_tau": r["tau"], "test_pair_acc": r.get("test_pair_acc"), "fit_s": round(r["fit_s"], 1)}
 
 
 def predictor_part(seeds: int, workers: int) -> dict:
@@ -129,7 +103,7 @@ def run_search_job(config: str, seed: int, budget: int, run_dir: str, extra: lis
 
 
 def search_part(seeds: int, workers: int, out: Path, budgets: list[int]) -> dict:
-    from lightning_nas.search.loop import best_after
+    from lightning_nas.search.loop import best_after, wall_time
 
     jobs = search_jobs(seeds, out, max(budgets))
     # the slow CTNAS runs first, so the cheap baselines fill the gaps at the end
@@ -141,8 +115,9 @@ def search_part(seeds: int, workers: int, out: Path, budgets: list[int]) -> dict
     summary: dict = {}
     for protocol, (_, _, report, _) in PROTOCOLS.items():
         for method in METHODS:
-            runs = [json.loads((out / protocol / method / f"seed_{s}" / "results.json").read_text()) for s in range(seeds)]
-            entry = {"seeds": seeds, "wall_time_s_mean": float(np.mean([r["wall_time_s"] for r in runs]))}
+            run_dirs = [out / protocol / method / f"seed_{s}" for s in range(seeds)]
+            runs = [json.loads((d / "results.json").read_text()) for d in run_dirs]
+            entry = {"seeds": seeds, "wall_time_s_mean": float(np.mean([wall_time(d) for d in run_dirs]))}
             for b in budgets:
                 values = [best_after(r, b)["report"][report] for r in runs]
                 entry[str(b)] = {"mean": float(np.mean(values)), "std": float(np.std(values))}
@@ -166,7 +141,7 @@ def write_markdown(results: dict, path: Path) -> None:
                          f"{nac['pair_acc_mean']:.3f} ± {nac['pair_acc_std']:.3f} | {gin['tau_mean']:.3f} ± {gin['tau_std']:.3f} | {nac['seeds']} |")
         epochs = ", ".join(f"{s} {pred['summary'][s + '/NAC']['epochs']}" for s in PREDICTOR_SETTINGS)
         lines += ["", f"NAC epochs: {epochs}; "
-                  f"GIN: {GIN['epochs']} epochs (configs/nb201/gin_fit.yaml settings). NAC tau uses its comparison score "
+                  f"GIN: {GIN_EPOCHS} epochs (configs/nb201/gin_fit.yaml settings). NAC tau uses its comparison score "
                   "(mean P[a beats r] over a fixed 64-architecture reference set); pairwise accuracy is over all "
                   "ordered non-tied pairs inside each test batch of 64.", ""]
     search = results.get("search")

@@ -61,12 +61,6 @@ def config_value(config: str, key: str) -> Any:
     return yaml.safe_load((CONFIGS / config).read_text())[key]
 
 
-def quiet_trainer(max_epochs: int) -> L.Trainer:
-    return L.Trainer(max_epochs=max_epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
-                     enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
-                     num_sanity_val_steps=0)
-
-
 # --- stage 1, once -------------------------------------------------------------------------------
 def pretrain(force: bool = False) -> tuple[Path, float]:
     """Fit stage 1 with the pretrain config (or reuse its checkpoint); returns (path, seconds)."""
@@ -110,18 +104,13 @@ def make_predictor(variant: str, ckpt: Path, epochs: int):
 
 def predictor_tau(variant: str, labels: int, seed: int, ckpt: Path, epochs: int) -> dict[str, float]:
     from lightning_nas.data.datamodule import ArchitectureDataModule
+    from lightning_nas.predictors.evaluate import fit_and_test
 
     data_args = init_args("dcl_enas_finetune.yaml", "data")
     data = ArchitectureDataModule(**{**data_args, "benchmark": str(SHARED / "nb201_200ep.csv.gz"),
                                      "num_labelled": labels, "seed": seed})
-    L.seed_everything(seed, verbose=False)
-    start = time.perf_counter()
-    model = make_predictor(variant, ckpt, epochs)
-    trainer = quiet_trainer(epochs)
-    trainer.fit(model, data)
-    fit_s = time.perf_counter() - start
-    tau = trainer.test(model, data, verbose=False)[0]["test_tau"]
-    return {"tau": float(tau), "fit_s": fit_s, "heldout": len(data.heldout_rows), "epochs": epochs}
+    r = fit_and_test(lambda: make_predictor(variant, ckpt, epochs), data, epochs, seed)
+    return {"tau": r["tau"], "fit_s": r["fit_s"], "heldout": r["heldout"], "epochs": epochs}
 
 
 def run_predictor(args, ckpt: Path) -> dict[str, Any]:
@@ -169,6 +158,7 @@ def _overrides(prefix: str) -> dict[str, Any]:
 
 def search_run(method: str, name: str, seed: int, budget: int, ckpt: Path) -> dict[str, Any]:
     from lightning_nas.data.datamodule import ArchitectureDataModule
+    from lightning_nas.search.loop import wall_time
     from lightning_nas.search.runner import run_search
 
     protocol = PROTOCOLS[name]
@@ -180,7 +170,7 @@ def search_run(method: str, name: str, seed: int, budget: int, ckpt: Path) -> di
     results = run_search(data, strategy, model=model, budget=budget, report=[protocol["report"]],
                          run_dir=str(run_dir), ask_batch=extra.get("ask_batch", 1),
                          finetune_epochs=extra.get("finetune_epochs", 0), seed=seed, progress=False)
-    return results
+    return {**results, "wall_time_s": wall_time(run_dir)}  # kept in timing.json, apart from results.json
 
 
 def run_search_part(args, ckpt: Path) -> dict[str, Any]:

@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import argparse
 import copy
-import importlib
 import json
 import logging
-import math
 import sys
 import time
 import warnings
@@ -30,6 +28,8 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
+
+from lightning_nas.predictors.evaluate import difference_tau, epochs_for, instantiate, quiet_trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "benchmarks"
@@ -46,17 +46,6 @@ def quiet() -> None:
     warnings.filterwarnings("ignore")
     for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.ERROR)
-
-
-def trainer(**kwargs):
-    import lightning as L
-
-    return L.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                     enable_model_summary=False, num_sanity_val_steps=0, **kwargs)
-
-
-def epochs_for(steps: int, items: int, batch_size: int) -> int:
-    return max(1, math.ceil(steps / max(1, math.ceil(items / batch_size))))
 
 
 # --- proxy cost -----------------------------------------------------------------------------------
@@ -97,7 +86,7 @@ def cross_validated_loss(dm, folds: int, steps: int, seed: int) -> dict[str, Any
         torch.manual_seed(seed)
         model = DifferencePredictor(space=dm.hparams.space, encoding=dm.hparams.encoding)
         loader = difference_loader(dm.x[train], dm.labels[train] / scale, 32, True, seed)
-        trainer(max_epochs=epochs_for(steps, len(train), 32), limit_val_batches=0).fit(model, loader)
+        quiet_trainer(epochs_for(steps, len(train), 32)).fit(model, loader)
         with torch.no_grad():
             pred = model.predict_x(torch.as_tensor(dm.x[fold])).numpy()
         truth = dm.labels[fold] / scale
@@ -137,23 +126,9 @@ def part_kstudy(args) -> dict[str, Any]:
 
 
 # --- Table 1: difference against absolute encoding ---------------------------------------------------
-def ranking_tau(space: str, benchmark, target: str, fraction: float, mode: str, seed: int, args) -> float:
-    from scipy.stats import kendalltau
-
-    from lightning_nas.data.difference import LabelledPairsDataModule
-    from lightning_nas.predictors.difference import DifferencePredictor
-
-    dm = LabelledPairsDataModule(benchmark, target, num_labelled=fraction, seed=seed, mode=mode,
-                                 encoding=args.encoding, max_pairs=args.max_pairs, batch_size=256)
-    dm.setup()
-    torch.manual_seed(seed)
-    model = DifferencePredictor(space=space, encoding=args.encoding, mode=mode)
-    epochs = epochs_for(args.table1_steps, len(dm.train_t), 256)
-    trainer(max_epochs=epochs, limit_val_batches=0).fit(model, dm)
-    held = dm.heldout_archs
-    z = (dm.train_y - dm.y_mean) / dm.y_std
-    scores = model.rank_scores(held, dm.train_archs, z, num_anchors=args.num_anchors)
-    return float(kendalltau(scores.numpy(), dm.heldout_y).statistic)
+def ranking_tau(benchmark, target: str, fraction: float, mode: str, seed: int, args) -> float:
+    return difference_tau(benchmark, target, fraction, seed, mode=mode, encoding=args.encoding, steps=args.table1_steps,
+                          max_pairs=args.max_pairs, num_anchors=args.num_anchors)["tau"]
 
 
 def part_table1(args) -> dict[str, Any]:
@@ -167,7 +142,7 @@ def part_table1(args) -> dict[str, Any]:
                 per_target = {}
                 for target in targets:
                     start = time.perf_counter()
-                    taus = [ranking_tau(space, benchmark, target, fraction, mode, s, args) for s in range(seeds)]
+                    taus = [ranking_tau(benchmark, target, fraction, mode, s, args) for s in range(seeds)]
                     per_target[target] = {"tau_mean": float(np.mean(taus)), "tau_std": float(np.std(taus)), "seeds": seeds}
                     print(f"table1 {space} {target} {fraction:.0%} {mode}: tau {np.mean(taus):.3f} ± {np.std(taus):.3f} "
                           f"({time.perf_counter() - start:.0f} s)", flush=True)
@@ -188,11 +163,8 @@ def search_protocols(args) -> list[dict[str, Any]]:
     return [dict(zip(keys, p)) for p in nb201 + tnb]
 
 
-def build(spec: dict[str, Any]):
-    if spec is None:
-        return None
-    module, _, name = spec["class_path"].rpartition(".")
-    return getattr(importlib.import_module(module), name)(**(spec.get("init_args") or {}))
+def build(spec: dict[str, Any] | None):
+    return None if spec is None else instantiate(spec)
 
 
 def ensure_predictor(config: dict[str, Any], fitted: set[str]) -> None:
@@ -229,6 +201,13 @@ def method_configs(protocol: dict[str, Any], fitted: set[str], with_finetune: bo
     return methods
 
 
+def with_wall_time(results: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    """A run's results and its search wall time (kept in timing.json, apart from results.json)."""
+    from lightning_nas.search.loop import wall_time
+
+    return {**results, "wall_time_s": wall_time(run_dir)}
+
+
 def run_one(config: dict[str, Any], seed: int, budget: int, run_dir: Path) -> dict[str, Any]:
     from lightning_nas.search.runner import run_search
 
@@ -236,15 +215,15 @@ def run_one(config: dict[str, Any], seed: int, budget: int, run_dir: Path) -> di
     if results.is_file():
         stored = json.loads(results.read_text())
         if len(stored["queries"]) >= budget:
-            return stored
+            return with_wall_time(stored, run_dir)
     torch.manual_seed(seed)
     model = build(config.get("model"))
-    return run_search(
+    return with_wall_time(run_search(
         datamodule=build(config["data"]), strategy=build(config["strategy"]), model=model,
         ckpt_path=config.get("ckpt_path") if model is not None else None, budget=budget,
         report=config.get("report", []), run_dir=str(run_dir), ask_batch=int(config.get("ask_batch", 1)),
         finetune_epochs=int(config.get("finetune_epochs", 20)), seed=seed, progress=False, config=config,
-    )
+    ), run_dir)
 
 
 class RandomGains:
@@ -270,7 +249,7 @@ def run_random_gain_ablation(config: dict[str, Any], seed: int, budget: int, run
 
     results = run_dir / "results.json"
     if results.is_file() and len(json.loads(results.read_text())["queries"]) >= budget:
-        return json.loads(results.read_text())
+        return with_wall_time(json.loads(results.read_text()), run_dir)
     data = build(config["data"])
     data.load()
     oracle = TabularOracle(data.benchmark, data.hparams.target, config["report"], budget)
@@ -278,7 +257,7 @@ def run_random_gain_ablation(config: dict[str, Any], seed: int, budget: int, run
     strategy = build({"class_path": config["strategy"]["class_path"], "init_args": init})
     loop = SearchLoop(strategy, oracle, run_dir, seed=seed, ask_batch=int(config["ask_batch"]),
                       surrogate=RandomGains(seed), progress=False)
-    return loop.run()
+    return with_wall_time(loop.run(), run_dir)
 
 
 def summarize(runs: list[dict[str, Any]], report: str, optimum: str) -> dict[str, Any]:

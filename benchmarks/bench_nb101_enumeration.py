@@ -9,21 +9,14 @@ import argparse
 import csv
 import gzip
 import os
-import tempfile
 import time
 from pathlib import Path
 
+from lightning_nas.performance import nb101_enumeration
 from lightning_nas.spaces import nb101_cells
 from lightning_nas.spaces.nb101 import NB101
 
 DEFAULT_SHARED = Path(__file__).resolve().parents[2] / "shared" / "benchmarks"
-
-
-def timed(fn):
-    """(result, wall seconds, CPU seconds of this process)."""
-    wall, cpu = time.perf_counter(), time.process_time()
-    result = fn()
-    return result, time.perf_counter() - wall, time.process_time() - cpu
 
 
 def main() -> None:
@@ -31,31 +24,25 @@ def main() -> None:
     parser.add_argument("--shared", type=Path, default=DEFAULT_SHARED, help="folder of the shared benchmark tables")
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory() as tmp:
-        os.environ[nb101_cells.CACHE_ENV] = tmp
-        nb101_cells._load.cache_clear()
-        table, cold, cold_cpu = timed(nb101_cells.cell_table)
-        cache_file = Path(tmp) / nb101_cells.CACHE_FILE
-        size_mb = cache_file.stat().st_size / 2**20
-        nb101_cells._load.cache_clear()  # the next call reads the file written above
-        warm_table, warm, _ = timed(nb101_cells.cell_table)
-        archs, iterate, _ = timed(lambda: list(NB101.enumerate()))
+    timing = nb101_enumeration()  # cold into an empty temporary cache folder, then warm from it
+    table = nb101_cells.cell_table()  # the user's cache (built here if missing)
+    start = time.perf_counter()
+    archs = list(NB101.enumerate())
+    iterate = time.perf_counter() - start
+    with gzip.open(args.shared / "nb101_hashed_30k.csv.gz", "rt") as f:
+        official = [row["hash"] for row in csv.DictReader(f)]
+    missing = [h for h in official if table.index(h) is None]
+    sample = [NB101.from_key(h) for h in official[:2000]]
+    rehashed = sum(NB101.key(a) == h for a, h in zip(sample, official))
 
-        with gzip.open(args.shared / "nb101_hashed_30k.csv.gz", "rt") as f:
-            official = [row["hash"] for row in csv.DictReader(f)]
-        missing = [h for h in official if table.index(h) is None]
-        sample = [NB101.from_key(h) for h in official[:2000]]
-        rehashed = sum(NB101.key(a) == h for a, h in zip(sample, official))
-
-    print(f"unique cells enumerated        : {len(table):,} (expected {nb101_cells.NUM_CELLS:,})")
-    load = os.getloadavg()[0]
-    print(f"cold build (empty cache)       : {cold:.1f} s wall, {cold_cpu:.1f} s CPU (load average {load:.1f})")
-    print(f"warm load from cache           : {warm:.3f} s  ({size_mb:.1f} MiB file)")
+    print(f"unique cells enumerated        : {timing['cells']:,} (expected {nb101_cells.NUM_CELLS:,})")
+    print(f"cold build (empty cache)       : {timing['cold_s']:.1f} s wall (load average {os.getloadavg()[0]:.1f})")
+    print(f"warm load from cache           : {timing['warm_s']:.3f} s  ({timing['cache_mb']:.1f} MiB file)")
     print(f"enumerate() -> Architecture    : {iterate:.2f} s for {len(archs):,}")
-    print(f"warm table identical to cold   : {bool((warm_table.hashes == table.hashes).all())}")
+    print(f"warm table identical to cold   : {timing['warm_equals_cold']}")
     print(f"30k official hashes enumerated : {len(official) - len(missing):,} / {len(official):,}")
     print(f"from_key -> key round trip     : {rehashed:,} / {len(sample):,}")
-    if missing or len(table) != nb101_cells.NUM_CELLS or rehashed != len(sample):
+    if missing or timing["cells"] != nb101_cells.NUM_CELLS or rehashed != len(sample):
         raise SystemExit(f"FAILED: {len(missing)} official hashes missing, e.g. {missing[:3]}")
 
 

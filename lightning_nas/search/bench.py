@@ -10,6 +10,7 @@ import argparse
 import json
 import multiprocessing as mp
 import os
+import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -17,12 +18,14 @@ from typing import Any
 
 import numpy as np
 
-from lightning_nas.search.loop import atomic_write, best_after, mean_std, wall_time
+from lightning_nas.search.loop import TIMING_FILE, atomic_write, best_after, mean_std, wall_time
 
 
 def run_one(config: str, seed: int, budget: int, run_dir: str, extra: list[str]) -> str:
     """Run one seed in this process (a worker of the pool) and return its run directory."""
     results = Path(run_dir) / "results.json"
+    if results.is_file() and not (Path(run_dir) / TIMING_FILE).is_file():
+        shutil.rmtree(run_dir)  # written by a version without timing.json, whose checkpoint cannot resume
     if results.is_file() and len(json.loads(results.read_text())["queries"]) >= budget:
         return run_dir
     import sys
