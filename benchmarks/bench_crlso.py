@@ -68,6 +68,7 @@ def fit(protocol: str, seed: int, pool_holdout: float = 0.0, epochs: int = FIT_E
     """A fitted model, from the fit cache when the same fit was made before (CPU is scarce)."""
     from lightning_nas.data.gvae import GVAEDataModule
     from lightning_nas.predictors.crlso import CRLSOModel
+    from lightning_nas.predictors.evaluate import quiet_trainer
 
     tables, target, _ = PROTOCOLS[protocol]
     L.seed_everything(seed, verbose=False)
@@ -84,9 +85,7 @@ def fit(protocol: str, seed: int, pool_holdout: float = 0.0, epochs: int = FIT_E
         model.semi_val_tau = state["semi_tau"]
         model.pool_y = state["pool_y"]
         return model.eval(), dm, state["fit_s"]
-    trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                        limit_val_batches=0)
+    trainer = quiet_trainer(epochs)
     start = time.perf_counter()
     trainer.fit(model, datamodule=dm)
     seconds = time.perf_counter() - start

@@ -69,6 +69,7 @@ def fit_predictor(name: str, p: dict[str, Any], labels: int) -> dict[str, Any]:
     import lightning as L
 
     from lightning_nas.data.datamodule import ArchitectureDataModule
+    from lightning_nas.predictors.evaluate import quiet_trainer
     from lightning_nas.predictors.gin import GINRegressor
 
     ckpt = RUNS / f"gin_{name}_{labels}.ckpt"
@@ -79,9 +80,7 @@ def fit_predictor(name: str, p: dict[str, Any], labels: int) -> dict[str, Any]:
     L.seed_everything(0, verbose=False)
     data = ArchitectureDataModule(p["benchmark"], p["target"], num_labelled=labels, seed=0, max_val=1000)
     model = GINRegressor(**hparams)
-    trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
-                        num_sanity_val_steps=0)
+    trainer = quiet_trainer(epochs)
     start = time.perf_counter()
     trainer.fit(model, datamodule=data)
     seconds = time.perf_counter() - start

@@ -21,6 +21,7 @@ from torch_geometric.nn import MLP
 from lightning_nas.data.difference import DifferenceBatch, difference_loader
 from lightning_nas.encodings.difference import check_encoding, encode, encoding_size
 from lightning_nas.predictors.base import Predictor
+from lightning_nas.predictors.evaluate import quiet_trainer
 from lightning_nas.spaces.base import Architecture, SearchSpace, get_space
 
 MODES = ("difference", "absolute")
@@ -124,10 +125,7 @@ class DifferencePredictor(Predictor):
         """A short, quiet Lightning fit on given (encoding, label) items (labels already scaled)."""
         if epochs <= 0 or len(y) == 0:
             return
-        trainer = L.Trainer(
-            max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
-            enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
-        )
+        trainer = quiet_trainer(epochs)
         with warnings.catch_warnings():
             # tiny in-search fits: Lightning's advice on workers, logging interval, validation does not apply
             warnings.filterwarnings("ignore", message=".*(does not have many workers|log_every_n_steps|smaller than the logging|no `val_dataloader`|LeafSpec).*")

@@ -12,6 +12,7 @@ import torch
 
 from lightning_nas.data.datamodule import labelled_loader
 from lightning_nas.encodings.graph import to_batch
+from lightning_nas.predictors.evaluate import quiet_trainer
 from lightning_nas.spaces.base import Architecture, SearchSpace
 
 
@@ -59,16 +60,7 @@ class PredictorSurrogate:
             batch_size=self.batch_size,
             seed=self.seed + self.updates,
         )
-        trainer = L.Trainer(
-            max_epochs=self.finetune_epochs,
-            accelerator="cpu",
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            num_sanity_val_steps=0,
-            limit_val_batches=0,
-        )
+        trainer = quiet_trainer(self.finetune_epochs)
         self.model.train()
         with quiet_lightning():
             trainer.fit(self.model, train_dataloaders=loader)
