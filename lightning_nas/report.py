@@ -364,7 +364,6 @@ def fit_per_seed(config: Path, protocol: Protocol, method: str, run_dir: Path, s
     name, jobs = Path(ckpt).name, []
     for seed in range(seeds):
         folder = run_dir / "fits" / f"seed_{seed}"
-        drop_stale_run(run_dir / f"seed_{seed}", folder / name, log)
         if not (folder / name).is_file():
             jobs.append(str(seed_fit_config(producers[ckpt], protocol, seed, folder, quick)))
     if jobs:
@@ -372,14 +371,6 @@ def fit_per_seed(config: Path, protocol: Protocol, method: str, run_dir: Path, s
             seconds = list(pool.map(fit_job, jobs))
         log.append(f"fit {method} on {protocol.name}, {len(jobs)} seeds: {np.mean(seconds):.0f} s per fit")
     return ["--ckpt_path", str(run_dir / "fits" / "seed_{seed}" / name), "--data.init_args.seed", "{seed}"]
-
-
-def drop_stale_run(seed_dir: Path, ckpt: Path, log: list[str]) -> None:
-    """A finished run searched with another predictor (an earlier shared fit) is not this seed's."""
-    results = seed_dir / "results.json"
-    if results.is_file() and json.loads(results.read_text())["config"].get("ckpt_path") != str(ckpt):
-        shutil.rmtree(seed_dir)
-        log.append(f"removed {seed_dir}: it searched with another fit than {ckpt}")
 
 
 # --- running ---------------------------------------------------------------------------------

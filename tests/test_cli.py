@@ -99,3 +99,18 @@ def test_bench_summarises_seeds(tmp_path):
     shutil.rmtree(out / "seed_1")  # an interrupted bench reruns only what is missing
     assert main(["bench", "--config", RE_CONFIG, "--seeds", "2", "--budgets", "5", "10", "--workers", "1", "--out", str(out)]) == 0
     assert json.loads((out / "summary.json").read_text())["budgets"] == summary["budgets"]
+
+
+def test_bench_reruns_a_seed_only_when_its_recipe_changed(tmp_path):
+    out, config = tmp_path / "bench", tmp_path / "re.yaml"
+    config.write_text(Path(RE_CONFIG).read_text())
+    bench = ["bench", "--config", str(config), "--seeds", "1", "--budgets", "8", "--workers", "1", "--out", str(out)]
+    assert main(bench) == 0
+    results = out / "seed_0" / "results.json"
+    first = results.stat().st_mtime_ns
+    assert main(bench) == 0 and results.stat().st_mtime_ns == first  # same recipe: reused
+    assert main([*bench, "--", "--strategy.init_args.population_size", "4"]) == 0  # other arguments: searched again
+    assert json.loads(results.read_text())["config"]["strategy"]["init_args"]["population_size"] == 4
+    config.write_text(Path(RE_CONFIG).read_text().replace("sample_size: 3", "sample_size: 2"))
+    assert main(bench) == 0  # an edited config: searched again
+    assert json.loads(results.read_text())["config"]["strategy"]["init_args"]["sample_size"] == 2

@@ -7,12 +7,12 @@ import json
 import numpy as np
 import pytest
 import torch
-import yaml
 
 from lightning_nas.nn.gvae import GVAE, INVALID, REPAIRED, VALID, DecoderOutput, codec_for, kl_divergence, reconstruction_loss
 from lightning_nas.nn.icnn import ICNN, MLPHead
 from lightning_nas.predictors.crlso import CRLSOModel
 from lightning_nas.search.crlso import CRLSO
+from tiny_crlso import tiny_crlso
 from lightning_nas.spaces import get_space
 
 NB201 = get_space("nb201")
@@ -220,27 +220,11 @@ def test_strategy_needs_a_crlso_model():
 def test_fit_then_search_through_the_cli(shared, tmp_path):
     from lightning_nas.cli import main
 
-    data = {"class_path": "lightning_nas.data.gvae.GVAEDataModule",
-            "init_args": {"benchmark": str(shared / "nb201_200ep.csv.gz"), "target": "cifar10_valid_valid_acc",
-                          "num_labelled": 20, "pool_size": 300, "max_val": 50, "batch_size": 64}}
-    model = {"class_path": "lightning_nas.predictors.crlso.CRLSOModel",
-             "init_args": {"space": "nb201", "latent_dim": 8, "hidden": 32, "decoder_hidden": 32, "head_hidden": 32,
-                           "semi_hidden": 16, "semi_epochs": 3}}
-    fit = {"seed_everything": 0, "model": model, "data": data,
-           "trainer": {"max_epochs": 2, "accelerator": "cpu", "logger": False, "enable_progress_bar": False,
-                       "enable_model_summary": False, "default_root_dir": str(tmp_path),
-                       "callbacks": [{"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
-                                      "init_args": {"dirpath": str(tmp_path), "filename": "crlso"}}]}}
-    (tmp_path / "fit.yaml").write_text(yaml.safe_dump(fit))
-    assert main(["fit", "--config", str(tmp_path / "fit.yaml")]) == 0
+    search = tiny_crlso(shared, tmp_path, num_labelled=20, max_epochs=2, top_k=5)
     state = torch.load(tmp_path / "crlso.ckpt", weights_only=True)["state_dict"]
     assert state["labelled_genotypes"].shape == (20, 6) and bool(state["semi_trained"])
     assert not torch.allclose(state["latent_std"], torch.ones(8))  # measured on the pool at the end of the fit
-    search = {"seed_everything": 0, "model": model, "data": data, "ckpt_path": str(tmp_path / "crlso.ckpt"),
-              "strategy": {"class_path": "lightning_nas.search.crlso.CRLSO", "init_args": {"top_k": 5, "finetune_epochs": 2}},
-              "budget": 30, "ask_batch": 5, "report": ["cifar10_test_acc"], "run_dir": str(tmp_path / "run"), "progress": False}
-    (tmp_path / "search.yaml").write_text(yaml.safe_dump(search))
-    assert main(["search", "--config", str(tmp_path / "search.yaml")]) == 0
+    assert main(["search", "--config", str(search), "--run_dir", str(tmp_path / "run"), "--progress", "false"]) == 0
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert len(results["queries"]) == 30
     stats = results["strategy_stats"]

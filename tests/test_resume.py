@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 from lightning_nas.search.loop import STATE_FILE, TIMING_FILE
+from tiny_crlso import tiny_crlso
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
@@ -37,27 +37,7 @@ def slow_oracle(shared: Path) -> str:
 @pytest.fixture(scope="module")
 def crlso_config(shared, tmp_path_factory) -> Path:
     """A small CR-LSO fit (its search needs a trained G-VAE) and the search config that loads it."""
-    from lightning_nas.cli import main
-
-    tmp = tmp_path_factory.mktemp("crlso")
-    data = {"class_path": "lightning_nas.data.gvae.GVAEDataModule",
-            "init_args": {"benchmark": str(shared / "nb201_200ep.csv.gz"), "target": "cifar10_valid_valid_acc",
-                          "num_labelled": 10, "pool_size": 300, "max_val": 50, "batch_size": 64}}
-    model = {"class_path": "lightning_nas.predictors.crlso.CRLSOModel",
-             "init_args": {"space": "nb201", "latent_dim": 8, "hidden": 32, "decoder_hidden": 32, "head_hidden": 32,
-                           "semi_hidden": 16, "semi_epochs": 3}}
-    fit = {"seed_everything": 0, "model": model, "data": data,
-           "trainer": {"max_epochs": 1, "accelerator": "cpu", "logger": False, "enable_progress_bar": False,
-                       "enable_model_summary": False, "default_root_dir": str(tmp),
-                       "callbacks": [{"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
-                                      "init_args": {"dirpath": str(tmp), "filename": "crlso"}}]}}
-    (tmp / "fit.yaml").write_text(yaml.safe_dump(fit))
-    assert main(["fit", "--config", str(tmp / "fit.yaml")]) == 0
-    search = {"seed_everything": 0, "model": model, "data": data, "ckpt_path": str(tmp / "crlso.ckpt"),
-              "strategy": {"class_path": "lightning_nas.search.crlso.CRLSO", "init_args": {"top_k": 4, "finetune_epochs": 2}},
-              "budget": 30, "ask_batch": 4, "report": ["cifar10_test_acc"]}
-    (tmp / "search.yaml").write_text(yaml.safe_dump(search))
-    return tmp / "search.yaml"
+    return tiny_crlso(shared, tmp_path_factory.mktemp("crlso"), num_labelled=10, max_epochs=1, top_k=4)
 
 
 @pytest.fixture(scope="module")

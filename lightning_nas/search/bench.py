@@ -21,13 +21,20 @@ import numpy as np
 from lightning_nas.search.loop import TIMING_FILE, atomic_write, best_after, mean_std, wall_time
 
 
+#: beside each seed's results: what the run was asked to search (config text and arguments)
+RECIPE_FILE = "bench_recipe.json"
+
+
 def run_one(config: str, seed: int, budget: int, run_dir: str, extra: list[str]) -> str:
     """Run one seed in this process (a worker of the pool) and return its run directory."""
-    results = Path(run_dir) / "results.json"
-    if results.is_file() and not (Path(run_dir) / TIMING_FILE).is_file():
-        shutil.rmtree(run_dir)  # written by a version without timing.json, whose checkpoint cannot resume
+    per_seed = [arg.replace("{seed}", str(seed)) for arg in extra]  # e.g. --ckpt_path fits/seed_{seed}/x.ckpt
+    recipe = json.dumps({"config": Path(config).read_text(), "arguments": per_seed}, indent=1)
+    run, results = Path(run_dir), Path(run_dir) / "results.json"
+    if run.is_dir() and not _same_recipe(run, recipe):
+        shutil.rmtree(run)  # searched with another config or arguments (or by a version without timing.json)
     if results.is_file() and len(json.loads(results.read_text())["queries"]) >= budget:
         return run_dir
+    atomic_write(run / RECIPE_FILE, recipe)
     import sys
 
     import torch
@@ -36,11 +43,18 @@ def run_one(config: str, seed: int, budget: int, run_dir: str, extra: list[str])
     from lightning_nas.cli import run_cli
 
     sys.argv = sys.argv[:1]  # the worker inherits the parent's argv; LightningCLI must not read it
-
-    per_seed = [arg.replace("{seed}", str(seed)) for arg in extra]  # e.g. --ckpt_path fits/seed_{seed}/x.ckpt
     run_cli(["search", "--config", config, "--seed_everything", str(seed), "--budget", str(budget),
              "--run_dir", run_dir, "--progress", "false", *per_seed])
     return run_dir
+
+
+def _same_recipe(run: Path, recipe: str) -> bool:
+    """A run directory may be continued or reused only for the recipe it was started with."""
+    written = run / RECIPE_FILE
+    if not written.is_file():
+        return not any(run.iterdir())
+    finished_without_timing = (run / "results.json").is_file() and not (run / TIMING_FILE).is_file()
+    return written.read_text() == recipe and not finished_without_timing
 
 
 def summarize(run_dirs: list[str], budgets: list[int], config: str) -> dict[str, Any]:
