@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from lightning_nas.search.loop import TIMING_FILE, atomic_write, best_after, mean_std, wall_time
+from lightning_nas.search.loop import atomic_write, best_after, mean_std, wall_time
 
 
 #: beside each seed's results: what the run was asked to search (config text and arguments)
@@ -31,7 +31,7 @@ def run_one(config: str, seed: int, budget: int, run_dir: str, extra: list[str])
     recipe = json.dumps({"config": Path(config).read_text(), "arguments": per_seed}, indent=1)
     run, results = Path(run_dir), Path(run_dir) / "results.json"
     if run.is_dir() and not _same_recipe(run, recipe):
-        shutil.rmtree(run)  # searched with another config or arguments (or by a version without timing.json)
+        shutil.rmtree(run)  # searched with another config or arguments
     if results.is_file() and len(json.loads(results.read_text())["queries"]) >= budget:
         return run_dir
     atomic_write(run / RECIPE_FILE, recipe)
@@ -51,10 +51,9 @@ def run_one(config: str, seed: int, budget: int, run_dir: str, extra: list[str])
 def _same_recipe(run: Path, recipe: str) -> bool:
     """A run directory may be continued or reused only for the recipe it was started with."""
     written = run / RECIPE_FILE
-    if not written.is_file():
+    if not written.is_file():  # empty, or made by a version without recipes (whose checkpoints cannot resume)
         return not any(run.iterdir())
-    finished_without_timing = (run / "results.json").is_file() and not (run / TIMING_FILE).is_file()
-    return written.read_text() == recipe and not finished_without_timing
+    return written.read_text() == recipe
 
 
 def summarize(run_dirs: list[str], budgets: list[int], config: str) -> dict[str, Any]:
