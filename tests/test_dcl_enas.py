@@ -269,6 +269,24 @@ def test_strategy_does_not_propose_again_what_the_oracle_could_not_evaluate():
     assert strategy.stats()["unavailable"] == len(refused)
 
 
+def test_random_candidates_join_the_predicted_pool():
+    space = get_space("nb201")
+    no_conv3 = [g for g in (space.sample(np.random.default_rng(s)).genotype for s in range(200)) if 3 not in g][:4]
+    best = {}
+    for extra in (0, 300):
+        strategy = DCLENAS(initial_size=4, population_size=4, offspring_size=4, generations=1, infill_size=2,
+                           mutation_prob=0.0, crossover_prob=0.0, random_candidates=extra)
+        strategy.setup(space, np.random.default_rng(0), CountingSurrogate())
+        strategy.tell([space.make(g) for g in no_conv3], [1.0] * 4)  # a population without any conv3x3
+        picked = strategy.ask(2)
+        best[extra] = max(sum(op == 3 for op in a.genotype) for a in picked)
+    # without fresh samples nothing new is predicted (no mutation, no crossover): the infill is topped
+    # up with unscored random cells; with them, the predictor's favourites among 300 are asked
+    assert best[300] >= 4 > best[0]
+    with pytest.raises(ValueError, match="random_candidates"):
+        DCLENAS(random_candidates=-1)
+
+
 def test_strategy_state_round_trips():
     space = get_space("nb201")
     a = DCLENAS(initial_size=2, population_size=4, offspring_size=10, generations=2, infill_size=2)

@@ -33,7 +33,12 @@ class DCLENAS(Strategy):
         crossover_prob: float = 0.5,
         mutation_prob: float = 1.0,
         infill_size: int = 10,
+        random_candidates: int = 0,
     ):
+        """`random_candidates`: fresh random architectures that join the population before each
+        round's evolution, so the predictor also weighs regions the population has left."""
+        if random_candidates < 0:
+            raise ValueError(f"random_candidates must be >= 0, got {random_candidates}")
         _check_positive(initial_size=initial_size, population_size=population_size,
                         offspring_size=offspring_size, generations=generations, infill_size=infill_size)
         if not 1 <= tournament_size <= population_size:
@@ -44,6 +49,7 @@ class DCLENAS(Strategy):
         self.initial_size, self.population_size, self.offspring_size = initial_size, population_size, offspring_size
         self.generations, self.tournament_size, self.infill_size = generations, tournament_size, infill_size
         self.crossover_prob, self.mutation_prob = crossover_prob, mutation_prob
+        self.random_candidates = random_candidates
         self.evaluated: dict[tuple[int, ...], float] = {}
         #: asked but never told back (the oracle could not evaluate them): not proposed again
         self.unavailable: set[str] = set()  # canonical keys
@@ -77,7 +83,8 @@ class DCLENAS(Strategy):
     # --- evolution under the predictor -----------------------------------------------------
     def _evolve(self) -> dict[tuple[int, ...], float]:
         """Run `generations` generations; return every candidate seen with its predicted score."""
-        population = self._unique(self.population + self._best_evaluated(self.population_size))
+        population = self._unique(self.population + self._best_evaluated(self.population_size)
+                                  + self._random_unseen(self.random_candidates))
         fitness = self._predict(population)
         seen = dict(zip((a.genotype for a in population), fitness))
         for _ in range(self.generations):
