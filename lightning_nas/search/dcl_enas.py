@@ -8,7 +8,8 @@
 3. `tell` hands the new labels to `surrogate.update`, which fine-tunes the predictor on all labels.
 
 The population survives between asks and is re-scored after every fine-tune; the best evaluated
-architectures are re-injected so the evolution never forgets real results.
+architectures are re-injected so the evolution never forgets real results, and `random_candidates`
+fresh cells join it, so a predictor that has learnt better can pull it out of a local optimum.
 """
 from __future__ import annotations
 
