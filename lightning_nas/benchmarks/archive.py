@@ -7,11 +7,9 @@ checksum, so a truncated or edited archive is refused instead of silently mis-re
 """
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import os
-import tempfile
 import tokenize
 import zipfile
 from dataclasses import dataclass, field
@@ -25,7 +23,7 @@ FORMAT_VERSION = 1
 
 
 class ArchiveError(ValueError):
-    """An archive that cannot be read, trusted or written (missing, truncated, corrupt, bad checksum, full disk)."""
+    """An archive that cannot be read or trusted (missing, truncated, corrupt, bad checksum)."""
 
 
 class UnknownMetricError(KeyError):
@@ -103,8 +101,9 @@ class Benchmark:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write atomically: a crash never leaves a half-written archive under `path`."""
+        from lightning_nas.search.loop import atomic_write  # not at the top: search.loop imports the oracle
+
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         meta = {
             "format": FORMAT_VERSION,
             "space": self.space_name,
@@ -115,16 +114,9 @@ class Benchmark:
             "sha256": self.checksum(),
         }
         arrays = {f"metric/{k}": np.asarray(v, dtype=np.float32) for k, v in self.metrics.items()}
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npz")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, keys=np.asarray(self.keys, dtype=str), meta=np.array(json.dumps(meta)), **arrays)
-            os.replace(tmp, path)
-        except BaseException as e:
-            Path(tmp).unlink(missing_ok=True)
-            if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise ArchiveError(f"the disk is full: could not write {path}; free space and rerun the same command") from e
-            raise
+        keys = np.asarray(self.keys, dtype=str)
+        atomic_write(path, lambda f: np.savez(f, keys=keys, meta=np.array(json.dumps(meta)), **arrays),
+                     rerun="rerun the same command")
         return path
 
     @classmethod

@@ -11,7 +11,7 @@ import random
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Callable
 
 import numpy as np
 import torch
@@ -36,16 +36,21 @@ class WriteError(OSError):
     """A file could not be written (e.g. a full disk); the file it was to replace is intact."""
 
 
-def atomic_write(path: Path, data: bytes | str) -> None:
+def atomic_write(path: Path, data: bytes | str | Callable[[BinaryIO], Any],
+                 rerun: str = "rerun the same command: it resumes") -> None:
     """Write to a temporary file beside `path`, then rename: readers never see half a file.
-    An OSError (full disk, no permission) leaves `path` as it was and becomes a `WriteError`."""
+    `data` may be a function that writes into the open file. An OSError (full disk, no permission)
+    leaves `path` as it was and becomes a `WriteError` whose advice ends in `rerun`."""
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
         os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are shared like any other file
         with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
+            if callable(data):
+                data(f)
+            else:
+                f.write(data.encode() if isinstance(data, str) else data)
             f.flush()
             os.fsync(f.fileno())  # on disk before the rename, so a power cut cannot leave an empty file
         os.replace(tmp, path)
@@ -56,7 +61,7 @@ def atomic_write(path: Path, data: bytes | str) -> None:
             raise
         full = e.errno in (errno.ENOSPC, errno.EDQUOT)
         problem, fix = ("the disk is full", "free space") if full else (e.strerror or str(e), "fix that")
-        raise WriteError(f"{problem}: could not write {path}; {fix} and rerun the same command: it resumes") from e
+        raise WriteError(f"{problem}: could not write {path}; {fix} and {rerun}") from e
 
 
 class SearchLoop:
