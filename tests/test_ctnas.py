@@ -241,6 +241,21 @@ def test_rounds_explore_pseudo_pairs_and_never_repeat_queries():
     assert set(strategy.pseudo[2]) <= {0.0, 1.0}
 
 
+@pytest.mark.parametrize("random_candidates", [0, 40])
+def test_random_candidates_join_the_pool_the_nac_ranks(monkeypatch, random_candidates):
+    strategy = make_strategy(random_candidates=random_candidates)
+    play_round(strategy)  # the initial uniform queries
+    ranked = []
+    score = strategy.surrogate.score
+    monkeypatch.setattr(strategy.surrogate, "score", lambda archs: ranked.append(len(archs)) or score(archs))
+    play_round(strategy)
+    policy_pool = 12 + 1 + len(strategy.past_baselines)  # candidate_pool samples, the baseline, past ones
+    assert ranked[-1] <= policy_pool + random_candidates
+    assert ranked[-1] > random_candidates - 4  # uniform NB201 cells, almost all distinct and unqueried
+    with pytest.raises(ValueError, match="random_candidates"):
+        CTNAS(random_candidates=-1)
+
+
 def test_state_dict_round_trip_resumes_the_same_search():
     strategy = make_strategy()
     for _ in range(2):

@@ -8,7 +8,7 @@ Inside the search loop one round is Alg. 1 of the paper with real queries added:
 2. data exploration: `explore_pairs` pairs of policy samples are labelled by the NAC's own argmax,
    and those it is at least `pseudo_threshold` sure about join its training set;
 3. `ask` returns the best new candidates by NAC score among `candidate_pool` policy samples (plus
-   the baselines); the loop queries the oracle and `tell` retrains the NAC (through the
+   the baselines, and `random_candidates` uniform samples); the loop queries the oracle and `tell` retrains the NAC (through the
    `PredictorSurrogate`) on every label gathered so far, pseudo-labelled pairs included.
 
 Before the first round `initial_size` uniform samples are queried (Alg. 1, line 1), so every label
@@ -58,6 +58,7 @@ class CTNAS(Strategy):
         pseudo_threshold: float = 0.9,
         max_pseudo_pairs: int = 2000,
         candidate_pool: int = 100,
+        random_candidates: int = 0,
         invalid_samples: str = "penalise",
         invalid_reward: float = 0.0,
         max_draws: int = 50,
@@ -71,6 +72,8 @@ class CTNAS(Strategy):
                             ("candidate_pool", candidate_pool), ("max_draws", max_draws)]:
             if value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
+        if random_candidates < 0:
+            raise ValueError(f"random_candidates must be >= 0, got {random_candidates}")
         if initial_size < 2:
             raise ValueError(f"initial_size must be >= 2 (the NAC learns from pairs), got {initial_size}")
         self.initial_size, self.controller_steps, self.samples_per_step = initial_size, controller_steps, samples_per_step
@@ -79,6 +82,8 @@ class CTNAS(Strategy):
         self.explore_pairs, self.pseudo_threshold, self.max_pseudo_pairs = explore_pairs, pseudo_threshold, max_pseudo_pairs
         self.candidate_pool, self.invalid_samples, self.invalid_reward = candidate_pool, invalid_samples, invalid_reward
         self.max_draws = max_draws
+        #: uniform samples the NAC also scores each round, so a collapsed policy cannot hide a better region
+        self.random_candidates = random_candidates
 
     # --- setup ---------------------------------------------------------------------------
     def setup(self, space: SearchSpace, rng: np.random.Generator, surrogate: Surrogate | None = None) -> None:
@@ -216,7 +221,8 @@ class CTNAS(Strategy):
     @torch.no_grad()
     def _best_candidates(self, n: int) -> list[Architecture]:
         pool: dict[str, Architecture] = {}
-        for a in [*self._sample(self.candidate_pool), self.baseline, *self.past_baselines]:
+        uniform = [self.space.sample(self.rng) for _ in range(self.random_candidates)]
+        for a in [*self._sample(self.candidate_pool), self.baseline, *self.past_baselines, *uniform]:
             pool.setdefault(self.space.key(a), a)
         fresh = [a for k, a in pool.items() if k not in self.proposed]
         if not fresh:
