@@ -6,7 +6,7 @@ predictor: the NAC's held-out Kendall tau and pairwise accuracy on NB201 (1% and
 search: CTNAS, random search and regularized evolution through the `search` CLI on the three
     NB201 protocols, the same seeds for every method, best-by-validation after 50/100/150 queries.
 
-    python benchmarks/bench_ctnas.py --parts predictor --predictor-seeds 5
+    python benchmarks/bench_ctnas.py --parts predictor --predictor-seeds 5 [--settings nb101_424]
     python benchmarks/bench_ctnas.py --parts search --search-seeds 5 --workers 2
 
 Every run uses one torch thread. Finished search seeds are reused (their run folders stay under
@@ -22,6 +22,8 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+
+from lightning_nas.search.loop import atomic_write
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "benchmarks"
@@ -61,12 +63,12 @@ def fit_and_test(setting: str, model_name: str, seed: int) -> dict:
             "epochs": epochs, "test_tau": r["tau"], "test_pair_acc": r.get("test_pair_acc"), "fit_s": round(r["fit_s"], 1)}
 
 
-def predictor_part(seeds: int, workers: int) -> dict:
-    jobs = [(s, m, seed) for s in PREDICTOR_SETTINGS for m in ("NAC", "GIN") for seed in range(seeds)]
+def predictor_part(settings: list[str], seeds: int, workers: int) -> dict:
+    jobs = [(s, m, seed) for s in settings for m in ("NAC", "GIN") for seed in range(seeds)]
     with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
         rows = list(pool.map(fit_and_test, *zip(*jobs)))
     summary = {}
-    for s in PREDICTOR_SETTINGS:
+    for s in settings:
         for m in ("NAC", "GIN"):
             mine = [r for r in rows if r["setting"] == s and r["model"] == m]
             entry = {"seeds": len(mine), "tau_mean": float(np.mean([r["test_tau"] for r in mine])),
@@ -155,7 +157,7 @@ def write_markdown(results: dict, path: Path) -> None:
             cells = " | ".join(f"{entry[str(b)]['mean']:.2f} ± {entry[str(b)]['std']:.2f}" for b in budgets)
             lines.append(f"| {protocol} | {method} | {cells} | {entry['seeds']} | {entry['wall_time_s_mean']:.1f} |")
         lines += ["", f"Search part wall time: {search['wall_s']} s.", ""]
-    path.write_text("\n".join(lines))
+    atomic_write(path, "\n".join(lines))
 
 
 def main() -> None:
@@ -163,6 +165,8 @@ def main() -> None:
     parser.add_argument("--parts", nargs="+", choices=["predictor", "search", "report"], default=["predictor", "search"],
                         help="report: only rewrite ctnas.md from ctnas.json")
     parser.add_argument("--predictor-seeds", type=int, default=5)
+    parser.add_argument("--settings", nargs="+", choices=list(PREDICTOR_SETTINGS), default=list(PREDICTOR_SETTINGS),
+                        help="predictor settings to measure; the others keep their stored results")
     parser.add_argument("--search-seeds", type=int, default=5)
     parser.add_argument("--budgets", type=int, nargs="+", default=[50, 100, 150])
     parser.add_argument("--workers", type=int, default=2)
@@ -171,9 +175,9 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     if "predictor" in args.parts:
         start = time.perf_counter()
-        part = predictor_part(args.predictor_seeds, args.workers)
+        part = predictor_part(args.settings, args.predictor_seeds, args.workers)
         part["wall_s"] = round(time.perf_counter() - start, 1)
-        merge_results("predictor", part)
+        merge_predictor_results(part)
     if "search" in args.parts:
         merge_results("search", search_part(args.search_seeds, args.workers, args.out, sorted(args.budgets)))
     results = json.loads(JSON_PATH.read_text()) if JSON_PATH.is_file() else {}
@@ -185,7 +189,16 @@ def merge_results(part: str, value: dict) -> None:
     """Read, update one part, write: parts run in separate processes keep each other's results."""
     results = json.loads(JSON_PATH.read_text()) if JSON_PATH.is_file() else {}
     results[part] = value
-    JSON_PATH.write_text(json.dumps(results, indent=1))
+    atomic_write(JSON_PATH, json.dumps(results, indent=1))
+
+
+def merge_predictor_results(part: dict) -> None:
+    """The measured settings replace their stored runs and summaries; the other settings stay."""
+    stored = (json.loads(JSON_PATH.read_text()) if JSON_PATH.is_file() else {}).get("predictor", {})
+    measured = {r["setting"] for r in part["runs"]}
+    part["runs"] = [r for r in stored.get("runs", []) if r["setting"] not in measured] + part["runs"]
+    part["summary"] = {**stored.get("summary", {}), **part["summary"]}
+    merge_results("predictor", part)
 
 
 if __name__ == "__main__":
