@@ -53,18 +53,21 @@ class NASTrainer(Trainer):
         finetune_epochs: int = 20,
         progress: bool = True,
         oracle: Oracle | None = None,
+        table_only: bool = False,
     ) -> dict[str, Any]:
         """Run a search: the strategy asks, the oracle answers within `budget` queries.
 
         The oracle is the datamodule's benchmark table (objective = its `target`) unless `oracle`
         names another (live training, a zero-cost proxy); `model` + `ckpt_path` give the predictor.
+        `table_only`: the search space is the table's architectures (a table that samples its space,
+        such as NB101's 30k cells): predictor-guided methods rank only what the oracle can answer.
         With a multi-process strategy (`--trainer.strategy ddp --trainer.devices N`, or SLURM's
         tasks) Lightning's launcher starts the ranks and each runs the same search."""
         kwargs = dict(
             datamodule=datamodule, strategy=strategy, model=model, ckpt_path=ckpt_path, budget=budget,
             report=report or [], run_dir=run_dir, ask_batch=ask_batch, finetune_epochs=finetune_epochs,
             seed=int(os.environ.get("PL_GLOBAL_SEED", 0)), progress=progress,
-            config=getattr(self, "search_config", {}), oracle=oracle,
+            config=getattr(self, "search_config", {}), oracle=oracle, table_only=table_only,
         )
         launcher = self.strategy.launcher
         if launcher is not None:

@@ -2,8 +2,10 @@
 
 Search runs go through `lightning-nas bench` (finished seeds are reused from their results.json, so
 an interrupted report resumes); predictors a search needs are fitted first when their checkpoint is
-missing, CR-LSO's once per seed. Each (predictor, labels, seed) result of the Kendall-tau study is
-saved as it ends and reused. The performance section is measured afresh by every invocation.
+missing and a seed is still to search, CR-LSO's once per seed. Each (predictor, labels, seed) result
+of the Kendall-tau study is saved as it ends and reused. What a finished run needs to be reused is
+also kept in `--records` (one .tar.gz per protocol and method, committed), so that a report begun on
+one machine resumes on another. The performance section is measured afresh by every invocation.
 Everything is written under `--out` (default `benchmarks/`): `REPORT.md`, `report_data.json` and
 `plots/*.png`.
 """
@@ -13,7 +15,10 @@ import argparse
 import json
 import math
 import multiprocessing as mp
+import gzip
+import io
 import shutil
+import tarfile
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -175,7 +180,9 @@ def ensure_predictors_fitted(names: list[str], producers: dict[str, Path], log: 
 
 
 def run_tau_study(names: list[str], sizes: list[int], seeds: int, quick: bool, runs: Path, workers: int,
-                  producers: dict[str, Path], log: list[str]) -> list[dict[str, Any]]:
+                  producers: dict[str, Path], log: list[str], record: Path | None = None) -> list[dict[str, Any]]:
+    if record:
+        restore_record(record, runs / "tau")
     ensure_predictors_fitted(names, producers, log)
     jobs, results = [], []
     for name in names:
@@ -197,6 +204,8 @@ def run_tau_study(names: list[str], sizes: list[int], seeds: int, quick: bool, r
             for future in as_completed([pool.submit(tau_job, *job) for job in jobs]):
                 results.append(future.result())
     log.append(f"tau study: {len(jobs)} fits run, {len(results) - len(jobs)} reused from {runs / 'tau'}")
+    if record:
+        save_record(runs / "tau", record)
     return sorted(results, key=lambda r: (names.index(r["predictor"]), r["size"], r["seed"]))
 
 
@@ -355,15 +364,14 @@ def fit_job(fit_config: str) -> float:
     return seconds
 
 
-def fit_per_seed(config: Path, protocol: Protocol, method: str, run_dir: Path, seeds: int, workers: int,
-                 producers: dict[str, Path], quick: bool, log: list[str]) -> list[str]:
-    """Fit the predictor of each seed that has none; returns the search arguments that load the
-    seed's own fit (bench replaces {seed})."""
+def fit_per_seed(config: Path, protocol: Protocol, method: str, run_dir: Path, seeds: list[int], workers: int,
+                 producers: dict[str, Path], quick: bool, log: list[str]) -> None:
+    """Fit the predictor of each of `seeds` that has none."""
     ckpt = yaml.safe_load(config.read_text())["ckpt_path"]
     if ckpt not in producers:
         raise FileNotFoundError(f"{config} needs {ckpt}, and no config in configs/ writes it")
     name, jobs = Path(ckpt).name, []
-    for seed in range(seeds):
+    for seed in seeds:
         folder = run_dir / "fits" / f"seed_{seed}"
         if not (folder / name).is_file():
             jobs.append(str(seed_fit_config(producers[ckpt], protocol, seed, folder, quick)))
@@ -371,6 +379,11 @@ def fit_per_seed(config: Path, protocol: Protocol, method: str, run_dir: Path, s
         with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
             seconds = list(pool.map(fit_job, jobs))
         log.append(f"fit {method} on {protocol.name}, {len(jobs)} seeds: {np.mean(seconds):.0f} s per fit")
+
+
+def seed_fit_arguments(config: Path, run_dir: Path) -> list[str]:
+    """The search arguments that load each seed's own fit (bench replaces {seed})."""
+    name = Path(yaml.safe_load(config.read_text())["ckpt_path"]).name
     return ["--ckpt_path", str(run_dir / "fits" / "seed_{seed}" / name), "--data.init_args.seed", "{seed}"]
 
 
@@ -399,7 +412,7 @@ def curves(out: Path, seeds: int, budget: int) -> dict[str, list[float]]:
 
 
 def run_searches(chosen: list[Protocol], methods: list[str] | None, seeds: int, budgets: list[int], workers: int,
-                 runs: Path, producers: dict[str, Path], quick: bool, log: list[str],
+                 runs: Path, records: Path, producers: dict[str, Path], quick: bool, log: list[str],
                  not_completed: list[dict[str, str]]) -> list[dict[str, Any]]:
     results = []
     more = {m: [30] for m in EXTRA_BUDGETS} if quick else EXTRA_BUDGETS
@@ -416,7 +429,7 @@ def run_searches(chosen: list[Protocol], methods: list[str] | None, seeds: int, 
             own = sorted({*budgets, *(baseline_budgets if method in BASELINES else more.get(method, []))})
             try:
                 results.append(run_method(protocol, method, config, runs / protocol.name / method, seeds, own,
-                                          workers, producers, quick, log))
+                                          workers, producers, quick, log, records / protocol.name / f"{method}.tar.gz"))
             except RuntimeError as e:
                 if not protocol.partial:
                     raise
@@ -425,19 +438,66 @@ def run_searches(chosen: list[Protocol], methods: list[str] | None, seeds: int, 
 
 
 def run_method(protocol: Protocol, method: str, config: str, run_dir: Path, seeds: int, budgets: list[int],
-               workers: int, producers: dict[str, Path], quick: bool, log: list[str]) -> dict[str, Any]:
-    """Every seed of one method on one protocol (fitting what it needs first), summarised."""
-    extra = protocol.overrides()
-    if method in PER_SEED_FIT:
-        extra += fit_per_seed(Path(config), protocol, method, run_dir, seeds, workers, producers, quick, log)
-    else:
+               workers: int, producers: dict[str, Path], quick: bool, log: list[str],
+               record: Path | None = None) -> dict[str, Any]:
+    """Every seed of one method on one protocol (fitting what it needs first), summarised; `record`
+    keeps the finished runs (restored first where `run_dir` lacks them)."""
+    from lightning_nas.search.bench import finished
+
+    if record:
+        restore_record(record, run_dir)
+    extra = protocol.overrides() + (seed_fit_arguments(Path(config), run_dir) if method in PER_SEED_FIT else [])
+    # only the seeds still to search need what a search loads (runs may be reused from another machine)
+    pending = [s for s in range(seeds) if not finished(config, s, max(budgets), run_dir / f"seed_{s}", extra)]
+    if pending and method in PER_SEED_FIT:
+        fit_per_seed(Path(config), protocol, method, run_dir, pending, workers, producers, quick, log)
+    elif pending:
         ensure_fitted(Path(config), producers, log)
     entry = {"protocol": protocol.name, "method": method, "config": config, "budgets": budgets,
              "summary": run_bench(config, run_dir, seeds, budgets, workers, extra)}
+    if record:
+        save_record(run_dir, record)
     if method in PER_SEED_FIT:
         fits = [run_dir / "fits" / f"seed_{s}" / "fit_time.json" for s in range(seeds)]
         entry["fit_s"] = float(np.mean([json.loads(f.read_text())["fit_s"] for f in fits if f.is_file()] or [np.nan]))
     return entry
+
+
+#: what a later invocation needs of a run to reuse it: results, recipe and timing of each seed, fit times
+RECORD_FILES = ("results.json", "bench_recipe.json", "timing.json", "fit_time.json")
+
+
+def save_record(run_dir: Path, archive: Path) -> None:
+    """Keep the reusable files of `run_dir` in one gzipped tar, byte-identical for identical files (so
+    that git sees no change): committed, it lets a report resume on another machine."""
+    files = sorted(p for p in run_dir.rglob("*") if p.name in RECORD_FILES and p.is_file())
+
+    def write(f) -> None:
+        with gzip.GzipFile(fileobj=f, mode="wb", mtime=0) as zipped, tarfile.open(fileobj=zipped, mode="w") as tar:
+            for path in files:
+                data = path.read_bytes()
+                info = tarfile.TarInfo(path.relative_to(run_dir).as_posix())
+                info.size, info.mode = len(data), 0o644
+                tar.addfile(info, io.BytesIO(data))
+
+    atomic_write(archive, write)
+
+
+def restore_record(archive: Path, run_dir: Path) -> None:
+    """Put back what `archive` keeps and `run_dir` lacks: a seed's run only where its folder is absent
+    (a run here is never mixed with another's files), other files where missing."""
+    if not archive.is_file():
+        return
+    with tarfile.open(archive, "r:gz") as tar:
+        members = tar.getmembers()
+        absent = {m.name.split("/")[0] for m in members if not (run_dir / m.name.split("/")[0]).exists()}
+        for member in members:
+            top, target = member.name.split("/")[0], run_dir / member.name
+            if not member.isfile() or Path(member.name).is_absolute() or ".." in Path(member.name).parts:
+                raise ValueError(f"{archive}: unexpected entry {member.name!r}; delete the file to run afresh")
+            if (top in absent if top.startswith("seed_") else not target.exists()):
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(tar.extractfile(member).read())
 
 
 def quiet() -> None:
@@ -465,6 +525,9 @@ def report_main(argv: list[str]) -> int:
     parser.add_argument("--tau-seeds", type=int, default=TAU_SEEDS)
     parser.add_argument("--out", default="benchmarks", help="where REPORT.md, report_data.json and plots/ go")
     parser.add_argument("--runs", default="checkpoints/report", help="where the individual runs go (reused)")
+    parser.add_argument("--records", default="benchmarks/records",
+                        help="where each method's finished runs are kept, one .tar.gz per protocol (committed: "
+                             "a report resumes from them on another machine)")
     args = parser.parse_args(argv)
     if args.seeds < 1 or args.tau_seeds < 1 or min(args.budgets) < 1:
         raise ValueError("--seeds, --tau-seeds and --budgets must be positive")
@@ -480,20 +543,22 @@ def report_main(argv: list[str]) -> int:
     chosen = [p for name, p in known.items() if not args.protocols or name in args.protocols]
     names = args.predictors or list(PREDICTORS)
     runs = Path(args.runs) / ("quick" if args.quick else "full")
+    records = Path(args.records) / ("quick" if args.quick else "full")
     start = time.perf_counter()
     producers, log = checkpoint_producers(), []
     data: dict[str, Any] = {"seeds": seeds, "budgets": budgets, "results": [], "not_completed": [], "tau": [],
                             "performance": {}}
     part_start = time.perf_counter()
     if "search" in args.parts:
-        data["results"] = run_searches(chosen, args.methods, seeds, budgets, args.workers, runs, producers, args.quick,
-                                       log, data["not_completed"])
+        data["results"] = run_searches(chosen, args.methods, seeds, budgets, args.workers, runs, records, producers,
+                                       args.quick, log, data["not_completed"])
         log.append(f"search part: {time.perf_counter() - part_start:.0f} s")
     if "tau" in args.parts:
         part_start = time.perf_counter()
         sizes = [20, 60] if args.quick else TAU_SIZES
         tau_seeds = min(2, args.tau_seeds) if args.quick else args.tau_seeds
-        data["tau"] = run_tau_study(names, sizes, tau_seeds, args.quick, runs, args.workers, producers, log)
+        data["tau"] = run_tau_study(names, sizes, tau_seeds, args.quick, runs, args.workers, producers, log,
+                                    records / "tau.tar.gz")
         log.append(f"tau part: {time.perf_counter() - part_start:.0f} s")
     if "performance" in args.parts:
         part_start = time.perf_counter()

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from lightning_nas.cli import main
+from lightning_nas.search.bench import finished
 
 ROOT = Path(__file__).resolve().parents[1]
 RE_CONFIG = str(ROOT / "configs" / "nb201" / "re.yaml")
@@ -109,7 +110,10 @@ def test_bench_reruns_a_seed_only_when_its_recipe_changed(tmp_path):
     results = out / "seed_0" / "results.json"
     first = results.stat().st_mtime_ns
     assert main(bench) == 0 and results.stat().st_mtime_ns == first  # same recipe: reused
-    assert main([*bench, "--", "--strategy.init_args.population_size", "4"]) == 0  # other arguments: searched again
+    assert finished(str(config), 0, 8, out / "seed_0", []) and not finished(str(config), 0, 9, out / "seed_0", [])
+    other = ["--strategy.init_args.population_size", "4"]
+    assert not finished(str(config), 0, 8, out / "seed_0", other)
+    assert main([*bench, "--", *other]) == 0  # other arguments: searched again
     assert json.loads(results.read_text())["config"]["strategy"]["init_args"]["population_size"] == 4
     config.write_text(Path(RE_CONFIG).read_text().replace("sample_size: 3", "sample_size: 2"))
     assert main(bench) == 0  # an edited config: searched again

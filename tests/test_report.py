@@ -1,13 +1,15 @@
 import json
 import math
+import shutil
 from pathlib import Path
 
 import yaml
 
 from lightning_nas.cli import main
 from lightning_nas.performance import archive_load, nb101_enumeration
-from lightning_nas.report import (BASELINES, PER_SEED_FIT, checkpoint_producers, fit_per_seed,
-                                  protocols, run_tau_study, seed_fit_config)
+from lightning_nas.report import (BASELINES, PER_SEED_FIT, checkpoint_producers, fit_per_seed, protocols,
+                                  run_method, run_tau_study, seed_fit_arguments, seed_fit_config)
+from lightning_nas.search.bench import RECIPE_FILE, seed_arguments
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -16,7 +18,8 @@ def test_quick_report_smoke(tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)
     out, runs = tmp_path / "report", tmp_path / "runs"
     args = ["report", "--quick", "--protocols", "nb201-cifar100", "--methods", "RS", "RE", "--predictors", "GIN",
-            "--tau-seeds", "1", "--workers", "1", "--out", str(out), "--runs", str(runs)]
+            "--tau-seeds", "1", "--workers", "1", "--out", str(out), "--runs", str(runs),
+            "--records", str(tmp_path / "records")]
     assert main(args) == 0
     text = (out / "REPORT.md").read_text()
     assert "### nb201-cifar100" in text and "| RS |" in text and "| RE |" in text
@@ -32,6 +35,8 @@ def test_quick_report_smoke(tmp_path, monkeypatch):
     assert [(r["predictor"], r["size"], r["heldout"]) for r in data["tau"]] == [("GIN", 20, 15605), ("GIN", 60, 15565)]
     assert all(-1 <= r["tau"] <= 1 for r in data["tau"])
     assert (runs / "quick" / "tau" / "GIN" / "n60_seed0.json").is_file()
+    records = tmp_path / "records" / "quick"
+    assert (records / "tau.tar.gz").is_file() and (records / "nb201-cifar100" / "RE.tar.gz").is_file()
     assert "| GIN | " in text.split("## Predictors: Kendall tau")[1]
     perf = data["performance"]
     assert perf["archives"]["TNB101 micro"]["rows"] == 4096
@@ -75,10 +80,43 @@ def test_per_seed_fits_are_reused(tmp_path, monkeypatch):
     for seed in range(2):  # finished fits: nothing is fitted again
         (run_dir / "fits" / f"seed_{seed}").mkdir(parents=True)
         (run_dir / "fits" / f"seed_{seed}" / "crlso.ckpt").write_bytes(b"")
-    extra = fit_per_seed(Path("configs/nb201/crlso.yaml"), protocol, "CR-LSO", run_dir, 2, 1, checkpoint_producers(),
-                         quick=True, log=log)
-    assert extra == ["--ckpt_path", str(run_dir / "fits" / "seed_{seed}" / "crlso.ckpt"), "--data.init_args.seed", "{seed}"]
+    fit_per_seed(Path("configs/nb201/crlso.yaml"), protocol, "CR-LSO", run_dir, [0, 1], 1, checkpoint_producers(),
+                 quick=True, log=log)
     assert log == [] and not (run_dir / "fits" / "seed_0" / "fit.yaml").exists()
+    extra = seed_fit_arguments(Path("configs/nb201/crlso.yaml"), run_dir)
+    assert extra == ["--ckpt_path", str(run_dir / "fits" / "seed_{seed}" / "crlso.ckpt"), "--data.init_args.seed", "{seed}"]
+
+
+def test_finished_searches_need_no_fit(tmp_path, monkeypatch):
+    """Runs reused from another machine (their checkpoints not kept) are summarised without fitting."""
+    monkeypatch.chdir(ROOT)
+    protocol = next(p for p in protocols() if p.name == "nb201-cifar10")
+    config, run_dir, log = protocol.configs["CR-LSO"], tmp_path / "CR-LSO", []
+    extra = protocol.overrides() + seed_fit_arguments(Path(config), run_dir)
+    rs = _rs_run(tmp_path)
+    for seed in range(2):
+        seed_dir = run_dir / f"seed_{seed}"
+        seed_dir.mkdir(parents=True)
+        (seed_dir / RECIPE_FILE).write_text(json.dumps({"config": Path(config).read_text(),
+                                                        "arguments": seed_arguments(extra, seed)}, indent=1))
+        for name in ("results.json", "timing.json"):  # what a reused run keeps (benchmarks/runs/.gitignore)
+            (seed_dir / name).write_text((rs / name).read_text())
+    record = tmp_path / "records" / "CR-LSO.tar.gz"
+    entry = run_method(protocol, "CR-LSO", config, run_dir, 2, [5, 10], 1, checkpoint_producers(), False, log, record)
+    assert log == [] and not (run_dir / "fits").exists()
+    assert entry["summary"]["seeds"] == 2 and entry["summary"]["budgets"]["10"]["count"] == 2
+    kept = record.read_bytes()
+    shutil.rmtree(run_dir)  # another machine: only the committed record
+    again = run_method(protocol, "CR-LSO", config, run_dir, 2, [5, 10], 1, checkpoint_producers(), False, log, record)
+    assert log == [] and again["summary"]["budgets"] == entry["summary"]["budgets"]
+    assert record.read_bytes() == kept  # saved again byte for byte: no change for git to see
+    assert sorted(p.name for p in (run_dir / "seed_0").iterdir()) == sorted(["results.json", "timing.json", RECIPE_FILE])
+
+
+def _rs_run(tmp_path: Path) -> Path:
+    run = tmp_path / "rs"
+    assert main(["search", "--config", BASELINES["RS"], "--budget", "10", "--run_dir", str(run), "--progress", "false"]) == 0
+    return run
 
 
 def test_archive_load_and_enumeration_measure_beside_their_baselines(tmp_path, shared):

@@ -1,11 +1,15 @@
 import json
+import zlib
 
 import numpy as np
 import pytest
+import torch
 
 from lightning_nas.benchmarks.archive import Benchmark
-from lightning_nas.benchmarks.oracle import BudgetExhausted, TabularOracle
+from lightning_nas.benchmarks.oracle import BudgetExhausted, NotInBenchmark, TabularOracle
 from lightning_nas.search.baselines import RandomSearch, RegularizedEvolution
+from lightning_nas.search.dcl_enas import DCLENAS
+from lightning_nas.search.ednag import EDNAG
 from lightning_nas.search.loop import STATE_FILE, SearchLoop, best_after
 
 
@@ -71,3 +75,43 @@ def test_regularized_evolution_ages_out_the_oldest(nb201, tmp_path):
     assert len(strategy.population) == 5
     with pytest.raises(ValueError, match="sample_size"):
         RegularizedEvolution(population_size=3, sample_size=4)
+
+
+class SampledTable(TabularOracle):
+    """A table that holds about a third of the space (as NB101's 30k of 423k cells)."""
+
+    def contains(self, a):
+        return zlib.crc32(self.space.key(a).encode()) % 3 == 0
+
+    def _evaluate(self, a):
+        if not self.contains(a):
+            raise NotInBenchmark(f"{a} is not in the sampled table")
+        return super()._evaluate(a)
+
+
+class TableScore:
+    """A predictor that knows the full table: it ranks cells the sampled table lacks near the top too."""
+
+    def __init__(self, bench):
+        self.bench, self.column = bench, bench.column("cifar10_valid_valid_acc")
+
+    def score(self, archs):
+        return torch.tensor([float(self.column[self.bench.row(a)]) for a in archs])
+
+    def update(self, archs, y):
+        pass
+
+
+@pytest.mark.parametrize("make", [lambda: EDNAG(steps=20, population_size=12),
+                                  lambda: DCLENAS(initial_size=5, population_size=8, offspring_size=30, generations=2)],
+                         ids=["EDNAG", "DCL-ENAS"])
+def test_table_only_ranks_only_what_the_table_holds(nb201, tmp_path, make):
+    skipped = {}
+    for table_only in (False, True):
+        oracle = SampledTable(nb201, "cifar10_valid_valid_acc", [], budget=20)
+        loop = SearchLoop(make(), oracle, tmp_path / str(table_only), seed=0, ask_batch=5, surrogate=TableScore(nb201),
+                          progress=False, table_only=table_only)
+        results = loop.run()
+        assert len(results["queries"]) == 20
+        skipped[table_only] = results["skipped_not_in_benchmark"]
+    assert skipped[True] == 0 < skipped[False]  # the predictor's favourites outside the table cost rounds

@@ -57,6 +57,10 @@ class Oracle:
         self.seen[key] = result
         return result
 
+    def contains(self, a: Architecture) -> bool:
+        """Whether `a` can be answered (a table holds it; other oracles answer every architecture)."""
+        return True
+
     def answer(self, a: Architecture) -> Evaluation | None:
         """Evaluate `a` without counting it (a rank's share of a distributed round); None if unknown."""
         try:

@@ -27,12 +27,12 @@ RECIPE_FILE = "bench_recipe.json"
 
 def run_one(config: str, seed: int, budget: int, run_dir: str, extra: list[str]) -> str:
     """Run one seed in this process (a worker of the pool) and return its run directory."""
-    per_seed = [arg.replace("{seed}", str(seed)) for arg in extra]  # e.g. --ckpt_path fits/seed_{seed}/x.ckpt
-    recipe = json.dumps({"config": Path(config).read_text(), "arguments": per_seed}, indent=1)
-    run, results = Path(run_dir), Path(run_dir) / "results.json"
+    per_seed = seed_arguments(extra, seed)
+    recipe = _recipe(config, per_seed)
+    run = Path(run_dir)
     if run.is_dir() and not _same_recipe(run, recipe):
         shutil.rmtree(run)  # searched with another config or arguments
-    if results.is_file() and len(json.loads(results.read_text())["queries"]) >= budget:
+    if finished(config, seed, budget, run_dir, extra):
         return run_dir
     atomic_write(run / RECIPE_FILE, recipe)
     import sys
@@ -46,6 +46,22 @@ def run_one(config: str, seed: int, budget: int, run_dir: str, extra: list[str])
     run_cli(["search", "--config", config, "--seed_everything", str(seed), "--budget", str(budget),
              "--run_dir", run_dir, "--progress", "false", *per_seed])
     return run_dir
+
+
+def seed_arguments(extra: list[str], seed: int) -> list[str]:
+    return [arg.replace("{seed}", str(seed)) for arg in extra]  # e.g. --ckpt_path fits/seed_{seed}/x.ckpt
+
+
+def _recipe(config: str, per_seed: list[str]) -> str:
+    return json.dumps({"config": Path(config).read_text(), "arguments": per_seed}, indent=1)
+
+
+def finished(config: str, seed: int, budget: int, run_dir: str | Path, extra: list[str]) -> bool:
+    """Whether `run_dir` holds this seed's search with this recipe, to at least `budget` queries."""
+    run, results = Path(run_dir), Path(run_dir) / "results.json"
+    if not results.is_file() or not _same_recipe(run, _recipe(config, seed_arguments(extra, seed))):
+        return False
+    return len(json.loads(results.read_text())["queries"]) >= budget
 
 
 def _same_recipe(run: Path, recipe: str) -> bool:

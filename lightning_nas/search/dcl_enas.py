@@ -121,7 +121,7 @@ class DCLENAS(Strategy):
         for genotype in sorted(candidates, key=lambda g: -candidates[g]):
             a = self.space.make(genotype)
             key = self.space.canonical(a)
-            if genotype in self.evaluated or key in canon:
+            if genotype in self.evaluated or key in canon or not self.answerable(a):
                 continue
             chosen.append(a)
             canon.add(key)
@@ -152,7 +152,7 @@ class DCLENAS(Strategy):
                 break
             a = self.space.sample(self.rng)
             key = self.space.canonical(a)
-            if key not in exclude:
+            if key not in exclude and self.answerable(a):
                 out.append(a)
                 exclude.add(key)
         return out

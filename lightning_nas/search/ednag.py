@@ -328,8 +328,9 @@ class EDNAG(Strategy):
         self.generation_seconds.append(time.perf_counter() - start)
         out, identities = [], set(self.asked)
         for g in ranked:
-            identity = self._identity(self.space.make(g))
-            if identity not in identities:
+            a = self.space.make(g)
+            identity = self._identity(a)
+            if identity not in identities and self.answerable(a):
                 identities.add(identity)
                 out.append(g)
         return out
@@ -473,7 +474,7 @@ class EDNAG(Strategy):
         out: list[Architecture] = []
         for _ in range(100 * n):
             a = self.space.sample(self.rng)
-            if self._identity(a) not in self.asked and a.genotype not in self.known:
+            if self._identity(a) not in self.asked and a.genotype not in self.known and self.answerable(a):
                 out.append(a)
                 if len(out) == n:
                     break

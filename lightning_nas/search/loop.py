@@ -86,6 +86,7 @@ class SearchLoop:
         progress: bool = True,
         initial: list | None = None,
         stop_requests: StopRequests | None = None,
+        table_only: bool = False,
     ):
         if ask_batch < 1:
             raise ValueError(f"ask_batch must be >= 1, got {ask_batch}")
@@ -96,6 +97,7 @@ class SearchLoop:
         self.progress = progress and self.ranks.is_zero
         self.stops = stop_requests or StopRequests()
         self.initial = initial or []  # architectures charged first (a predictor's training labels)
+        self.table_only = table_only
         self.history: list[dict[str, Any]] = []
         self.query_seconds: list[float] = []  # wall clock at each query, for timing.json
         self.skipped_not_in_benchmark = 0
@@ -107,6 +109,8 @@ class SearchLoop:
         rng = np.random.default_rng(self.seed)
         torch.manual_seed(self.seed)
         self.strategy.setup(self.oracle.space, rng, self.surrogate)
+        if self.table_only:
+            self.strategy.restrict(self.oracle.contains)
         resumed = self._restore(rng)
         if not resumed and self.initial:
             self._charge_initial()

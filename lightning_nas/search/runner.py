@@ -60,6 +60,7 @@ def run_search(
     oracle: Oracle | None = None,
     charge_predictor_labels: bool = True,
     stop_requests: StopRequests | None = None,
+    table_only: bool = False,
 ) -> dict[str, Any]:
     if strategy is None:
         raise ValueError("no `strategy:` given: name a class, e.g. lightning_nas.search.baselines.RandomSearch")
@@ -86,7 +87,8 @@ def run_search(
             "or raise the budget"
         )
     loop = SearchLoop(strategy, oracle, run_dir, seed=seed, ask_batch=ask_batch, surrogate=surrogate,
-                      config=config, progress=progress, initial=initial, stop_requests=stop_requests)
+                      config=config, progress=progress, initial=initial, stop_requests=stop_requests,
+                      table_only=table_only)
     results = loop.run()
     if loop.progress and results["best"]:
         best = results["best"]

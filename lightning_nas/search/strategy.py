@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -23,6 +23,15 @@ class Strategy(ABC):
 
     #: set by strategies that cannot run without a predictor (`model:` in the search config)
     needs_surrogate: bool = False
+    _answerable: Callable[[Architecture], bool] | None = None
+
+    def restrict(self, answerable: Callable[[Architecture], bool]) -> None:
+        """Propose only architectures for which `answerable` holds (the search's `table_only`)."""
+        self._answerable = answerable
+
+    def answerable(self, a: Architecture) -> bool:
+        """Strategies that rank candidates pick only answerable ones; the loop skips the rest for free."""
+        return self._answerable is None or self._answerable(a)
 
     def setup(self, space: SearchSpace, rng: np.random.Generator, surrogate: Surrogate | None = None) -> None:
         if self.needs_surrogate and surrogate is None:
