@@ -83,12 +83,11 @@ def _nb101() -> Protocol:
     p = Protocol("nb101", [NB101], "valid_acc_108ep", "valid_acc_108ep", partial=True)
     p.configs = {m: f"configs/nb101/{stem}.yaml" for m, stem in
                  {"DCL-ENAS": "dcl_enas", "CTNAS": "ctnas", "CR-LSO": "crlso", "EDNAG": "ednag", "Delta-NAS": "delta_nas"}.items()}
-    # measured on this 2-core machine (one seed, --budget 20 to 60): most proposals of these two fall
-    # outside the table's 30,001 of 423,624 cells, and each costs a round of their learning. (CR-LSO's
-    # NB101 fit also labels 300 architectures, more than the smallest budget here: it would need 50.)
+    # measured on this 2-core machine, one seed: CR-LSO's NB101 fit also labels 300 architectures, more
+    # than the smallest budget here (it would need 50)
     p.skipped = {
-        "CTNAS": "about 40 s per answered query (12 answered, 180 proposals outside the table in 476 s): "
-                 "about 100 min per seed at 150 queries",
+        "CTNAS": "with table_only, about 13 s per answered query (46 queries in 890 s, beside two other runs on "
+                 "2 cores): about 30 min per seed at 150 queries",
         "CR-LSO": "its fit takes about 20 min per seed on the 30k-row pool, then about 18 s per answered query "
                   "(10 answered of 90 proposals in 179 s)",
     }
@@ -454,7 +453,7 @@ def run_method(protocol: Protocol, method: str, config: str, run_dir: Path, seed
     elif pending:
         ensure_fitted(Path(config), producers, log)
     entry = {"protocol": protocol.name, "method": method, "config": config, "budgets": budgets,
-             "summary": run_bench(config, run_dir, seeds, budgets, workers, extra)}
+             "summary": run_bench(config, run_dir, seeds, budgets, workers, extra), "searched_here": len(pending)}
     if record:
         save_record(run_dir, record)
     if method in PER_SEED_FIT:
@@ -580,6 +579,7 @@ def write_report(out: Path, data: dict[str, Any]) -> None:
              "fits finished by an earlier, interrupted invocation are reused, not repeated; `wall s/run` is each "
              "run's own search time, the performance section is measured by this invocation).", ""]
     if data["results"]:
+        lines += [provenance(data["results"]), ""]
         lines += search_sections(out, data)
     if data["tau"]:
         lines += tau_section(out, data["tau"])
@@ -588,6 +588,16 @@ def write_report(out: Path, data: dict[str, Any]) -> None:
     if data["log"]:
         lines += ["## Log", "", *[f"- {entry}" for entry in dict.fromkeys(data["log"])], ""]
     atomic_write(out / "REPORT.md", "\n".join(lines))
+
+
+def provenance(results: list[dict[str, Any]]) -> str:
+    """How many search runs this invocation made, and the process time of all of them."""
+    runs = sum(r["summary"]["seeds"] for r in results)
+    here = sum(r.get("searched_here", 0) for r in results)
+    seconds = sum(r["summary"]["seeds"] * (r["summary"]["wall_time_s"]["mean"] + np.nan_to_num(r.get("fit_s", 0.0)))
+                  for r in results)
+    return (f"Search runs: {runs}, of which {here} searched by this invocation and {runs - here} reused; their own "
+            f"search and fit times sum to {seconds / 3600:.1f} process-hours (one torch thread each).")
 
 
 def search_sections(out: Path, data: dict[str, Any]) -> list[str]:

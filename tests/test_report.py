@@ -23,6 +23,7 @@ def test_quick_report_smoke(tmp_path, monkeypatch):
     assert main(args) == 0
     text = (out / "REPORT.md").read_text()
     assert "### nb201-cifar100" in text and "| RS |" in text and "| RE |" in text
+    assert "Search runs: 4, of which 4 searched by this invocation and 0 reused" in text
     for plot in ("nb201-cifar100.png", "tau.png"):
         assert (out / "plots" / plot).stat().st_size > 0
     data = json.loads((out / "report_data.json").read_text())

@@ -224,7 +224,7 @@ class CTNAS(Strategy):
         uniform = [self.space.sample(self.rng) for _ in range(self.random_candidates)]
         for a in [*self._sample(self.candidate_pool), self.baseline, *self.past_baselines, *uniform]:
             pool.setdefault(self.space.key(a), a)
-        fresh = [a for k, a in pool.items() if k not in self.proposed]
+        fresh = [a for k, a in pool.items() if k not in self.proposed and self.answerable(a)]
         if not fresh:
             return self._fresh_uniform(n)
         scores = self.surrogate.score(fresh)
@@ -241,7 +241,7 @@ class CTNAS(Strategy):
         for _ in range(100 * n):
             a = self.space.sample(self.rng)
             key = self.space.key(a)
-            if key not in self.proposed:
+            if key not in self.proposed and self.answerable(a):
                 out.setdefault(key, a)
             if len(out) == n:
                 break
