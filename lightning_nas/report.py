@@ -523,7 +523,8 @@ def report_main(argv: list[str]) -> int:
                         help="predictors of the tau study and the throughput measurement (default: all)")
     parser.add_argument("--tau-seeds", type=int, default=TAU_SEEDS)
     parser.add_argument("--out", default="benchmarks", help="where REPORT.md, report_data.json and plots/ go")
-    parser.add_argument("--runs", default="checkpoints/report", help="where the individual runs go (reused)")
+    # the records' recipes name the per-seed fits under it: runs elsewhere do not reuse them
+    parser.add_argument("--runs", default="benchmarks/runs", help="where the individual runs go (reused)")
     parser.add_argument("--records", default="benchmarks/records",
                         help="where each method's finished runs are kept, one .tar.gz per protocol (committed: "
                              "a report resumes from them on another machine)")
