@@ -12,11 +12,11 @@ Everything is written under `--out` (default `benchmarks/`): `REPORT.md`, `repor
 from __future__ import annotations
 
 import argparse
+import gzip
+import io
 import json
 import math
 import multiprocessing as mp
-import gzip
-import io
 import shutil
 import tarfile
 import tempfile

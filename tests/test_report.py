@@ -100,7 +100,7 @@ def test_finished_searches_need_no_fit(tmp_path, monkeypatch):
         seed_dir.mkdir(parents=True)
         (seed_dir / RECIPE_FILE).write_text(json.dumps({"config": Path(config).read_text(),
                                                         "arguments": seed_arguments(extra, seed)}, indent=1))
-        for name in ("results.json", "timing.json"):  # what a reused run keeps (benchmarks/runs/.gitignore)
+        for name in ("results.json", "timing.json"):  # what a record keeps of a seed (RECORD_FILES)
             (seed_dir / name).write_text((rs / name).read_text())
     record = tmp_path / "records" / "CR-LSO.tar.gz"
     entry = run_method(protocol, "CR-LSO", config, run_dir, 2, [5, 10], 1, checkpoint_producers(), False, log, record)

@@ -32,7 +32,7 @@ def run_one(config: str, seed: int, budget: int, run_dir: str, extra: list[str])
     run = Path(run_dir)
     if run.is_dir() and not _same_recipe(run, recipe):
         shutil.rmtree(run)  # searched with another config or arguments
-    if finished(config, seed, budget, run_dir, extra):
+    if _searched_to(run, budget):
         return run_dir
     atomic_write(run / RECIPE_FILE, recipe)
     import sys
@@ -58,10 +58,13 @@ def _recipe(config: str, per_seed: list[str]) -> str:
 
 def finished(config: str, seed: int, budget: int, run_dir: str | Path, extra: list[str]) -> bool:
     """Whether `run_dir` holds this seed's search with this recipe, to at least `budget` queries."""
-    run, results = Path(run_dir), Path(run_dir) / "results.json"
-    if not results.is_file() or not _same_recipe(run, _recipe(config, seed_arguments(extra, seed))):
-        return False
-    return len(json.loads(results.read_text())["queries"]) >= budget
+    run = Path(run_dir)
+    return _searched_to(run, budget) and _same_recipe(run, _recipe(config, seed_arguments(extra, seed)))
+
+
+def _searched_to(run: Path, budget: int) -> bool:
+    results = run / "results.json"
+    return results.is_file() and len(json.loads(results.read_text())["queries"]) >= budget
 
 
 def _same_recipe(run: Path, recipe: str) -> bool:
