@@ -82,7 +82,8 @@ def _nb101() -> Protocol:
     # the shared NB101 table has no test column: the 108-epoch validation accuracy is searched and reported
     p = Protocol("nb101", [NB101], "valid_acc_108ep", "valid_acc_108ep", partial=True)
     p.configs = {m: f"configs/nb101/{stem}.yaml" for m, stem in
-                 {"DCL-ENAS": "dcl_enas", "CTNAS": "ctnas", "CR-LSO": "crlso", "EDNAG": "ednag", "Delta-NAS": "delta_nas"}.items()}
+                 {"RE": "re", "DCL-ENAS": "dcl_enas", "CTNAS": "ctnas", "CR-LSO": "crlso", "EDNAG": "ednag",
+                  "Delta-NAS": "delta_nas"}.items()}  # RE: table_only walks to a cell the table holds
     # measured on this 2-core machine, one seed: CR-LSO's NB101 fit also labels 300 architectures, more
     # than the smallest budget here (it would need 50)
     p.skipped = {

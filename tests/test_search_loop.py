@@ -103,8 +103,9 @@ class TableScore:
 
 
 @pytest.mark.parametrize("make", [lambda: EDNAG(steps=20, population_size=12),
-                                  lambda: DCLENAS(initial_size=5, population_size=8, offspring_size=30, generations=2)],
-                         ids=["EDNAG", "DCL-ENAS"])
+                                  lambda: DCLENAS(initial_size=5, population_size=8, offspring_size=30, generations=2),
+                                  RegularizedEvolution],
+                         ids=["EDNAG", "DCL-ENAS", "RE"])
 def test_table_only_ranks_only_what_the_table_holds(nb201, tmp_path, make):
     skipped = {}
     for table_only in (False, True):
@@ -115,3 +116,24 @@ def test_table_only_ranks_only_what_the_table_holds(nb201, tmp_path, make):
         assert len(results["queries"]) == 20
         skipped[table_only] = results["skipped_not_in_benchmark"]
     assert skipped[True] == 0 < skipped[False]  # the predictor's favourites outside the table cost rounds
+
+
+class SparseTable(SampledTable):
+    """A table that holds 1 cell in 50: most cells have no neighbour in it (NB101's table is as sparse)."""
+
+    def contains(self, a):
+        return zlib.crc32(self.space.key(a).encode()) % 50 == 0
+
+
+def test_regularized_evolution_walks_on_to_cells_a_sparse_table_holds(nb201, tmp_path):
+    def search(run_dir, budget, table_only):
+        oracle = SparseTable(nb201, "cifar10_valid_valid_acc", [], budget=budget)
+        return SearchLoop(RegularizedEvolution(), oracle, run_dir, seed=0, progress=False, table_only=table_only).run()
+
+    with pytest.raises(RuntimeError, match="in a row"):  # plain one-edit mutation runs out of table neighbours
+        search(tmp_path / "plain", 40, table_only=False)
+    full = search(tmp_path / "full", 40, table_only=True)
+    assert len(full["queries"]) == 40
+    search(tmp_path / "cut", 23, table_only=True)
+    resumed = search(tmp_path / "cut", 40, table_only=True)  # the evaluated set is part of the checkpoint
+    assert [q["arch"] for q in resumed["queries"]] == [q["arch"] for q in full["queries"]]
