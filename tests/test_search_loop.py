@@ -119,7 +119,7 @@ def test_table_only_ranks_only_what_the_table_holds(nb201, tmp_path, make):
 
 
 class SparseTable(SampledTable):
-    """A table that holds 1 cell in 50: most cells have no neighbour in it (NB101's table is as sparse)."""
+    """A table that holds 1 cell in 50: most cells have no neighbour in it (NB101's holds 1 in 14)."""
 
     def contains(self, a):
         return zlib.crc32(self.space.key(a).encode()) % 50 == 0

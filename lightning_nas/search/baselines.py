@@ -34,7 +34,7 @@ class RegularizedEvolution(Strategy):
             raise ValueError(f"max_walk must be >= 1, got {max_walk}")
         self.population_size, self.sample_size, self.max_walk = population_size, sample_size, max_walk
         self.population: deque[tuple[Architecture, float]] = deque(maxlen=population_size)
-        self.evaluated: set[str] = set()  # keys of every told architecture (only the walk needs them)
+        self.evaluated: set[str] = set()  # under table_only: keys of every told architecture
 
     def ask(self, n: int) -> list[Architecture]:
         if len(self.population) < self.population_size:
@@ -60,7 +60,8 @@ class RegularizedEvolution(Strategy):
 
     def tell(self, archs: Sequence[Architecture], scores: Sequence[float]) -> None:
         self.population.extend(zip(archs, scores))
-        self.evaluated.update(self.space.key(a) for a in archs)
+        if self._answerable is not None:  # only the walk reads them: no keys hashed on a full table
+            self.evaluated.update(self.space.key(a) for a in archs)
 
     def state_dict(self) -> dict[str, Any]:
         return {
