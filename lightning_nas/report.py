@@ -565,7 +565,7 @@ def report_main(argv: list[str]) -> int:
         part_start = time.perf_counter()
         data["performance"] = measure_performance(names, args.quick, producers, log)
         log.append(f"performance part: {time.perf_counter() - part_start:.0f} s")
-    data.update(log=log, wall_time_s=round(time.perf_counter() - start, 1), command="lightning-nas report " + " ".join(argv))
+    data.update(log=log, wall_time_s=round(time.perf_counter() - start, 1), command=" ".join(["lightning-nas report", *argv]))
     write_report(Path(args.out), data)
     print(f"report: {Path(args.out) / 'REPORT.md'} ({data['wall_time_s']:.0f} s)")
     return 0
