@@ -24,7 +24,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import yaml
@@ -205,7 +205,7 @@ def run_tau_study(names: list[str], sizes: list[int], seeds: int, quick: bool, r
                 results.append(future.result())
     log.append(f"tau study: {len(jobs)} fits run, {len(results) - len(jobs)} reused from {runs / 'tau'}")
     if record:
-        save_record(runs / "tau", record)
+        save_record(runs / "tau", record, lambda name: name.endswith(".json"))  # one file per fit
     return sorted(results, key=lambda r: (names.index(r["predictor"]), r["size"], r["seed"]))
 
 
@@ -467,10 +467,11 @@ def run_method(protocol: Protocol, method: str, config: str, run_dir: Path, seed
 RECORD_FILES = ("results.json", "bench_recipe.json", "timing.json", "fit_time.json")
 
 
-def save_record(run_dir: Path, archive: Path) -> None:
-    """Keep the reusable files of `run_dir` in one gzipped tar, byte-identical for identical files (so
-    that git sees no change): committed, it lets a report resume on another machine."""
-    files = sorted(p for p in run_dir.rglob("*") if p.name in RECORD_FILES and p.is_file())
+def save_record(run_dir: Path, archive: Path, names: Callable[[str], bool] = RECORD_FILES.__contains__) -> None:
+    """Keep the files of `run_dir` whose name `names` accepts (by default: what a search run needs to be
+    reused) in one gzipped tar, byte-identical for identical files (so that git sees no change):
+    committed, it lets a report resume on another machine."""
+    files = sorted(p for p in run_dir.rglob("*") if names(p.name) and p.is_file())
 
     def write(f) -> None:
         with gzip.GzipFile(fileobj=f, mode="wb", mtime=0) as zipped, tarfile.open(fileobj=zipped, mode="w") as tar:

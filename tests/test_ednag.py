@@ -175,6 +175,22 @@ def test_predictor_mode_sends_only_generated_top_ranked_to_the_oracle(nb201, tmp
     assert len({space.canonical(space.from_string(a)) for a in archs}) == 20
 
 
+def test_random_start_asks_random_cells_before_the_predictor_ranks(nb201, tmp_path):
+    surrogate = TableSurrogate(nb201)
+    strategy = small(fitness="predictor", random_start=10)
+    results = run(nb201, strategy, tmp_path, budget=20, surrogate=surrogate, ask_batch=5)
+    archs = [q["arch"] for q in results["queries"]]
+    assert len(set(archs)) == 20
+    assert results["strategy_stats"]["generation_runs"] == 2  # one per generated batch of 5, none for the first 10
+    assert surrogate.updates == 4  # yet the predictor learnt from every batch, random ones included
+    # the random start is no ranking: the generated batch that follows beats it on average
+    random, generated = ([nb201.query(a, OBJECTIVE) for a in archs[i:i + 10]] for i in (0, 10))
+    assert np.mean(generated) > np.mean(random)
+    assert generated[:5] == sorted(generated[:5], reverse=True)
+    with pytest.raises(ValueError, match="random_start"):
+        small(random_start=-1)
+
+
 def test_oracle_mode_asks_for_each_generation(nb201, tmp_path):
     strategy = small(fitness="oracle")
     results = run(nb201, strategy, tmp_path, budget=40)

@@ -49,6 +49,11 @@ def test_quick_report_smoke(tmp_path, monkeypatch):
     log = []
     again = run_tau_study(["GIN"], [20, 60], 1, True, runs / "quick", 1, checkpoint_producers(), log)
     assert again == data["tau"] and log == [f"tau study: 0 fits run, 2 reused from {runs / 'quick' / 'tau'}"]
+    shutil.rmtree(runs / "quick" / "tau")  # another machine: only the committed record
+    log = []
+    again = run_tau_study(["GIN"], [20, 60], 1, True, runs / "quick", 1, checkpoint_producers(), log,
+                          records / "tau.tar.gz")
+    assert again == data["tau"] and log == [f"tau study: 0 fits run, 2 reused from {runs / 'quick' / 'tau'}"]
 
 
 def test_every_protocol_names_existing_configs_and_fits(monkeypatch):

@@ -210,7 +210,9 @@ class EDNAG(Strategy):
     `proxy` / `proxy_network`, instead of a trained predictor) or "oracle" (each generation's new
     members are asked of the oracle, each one a query).
     guidance / selection: switch off fitness guidance (g ≡ 1) or selection (offspring replace
-    parents) for the paper's ablation. Defaults are the paper's (T=100, σ=0.8, N=30, 10/70/20 %)
+    parents) for the paper's ablation. random_start: in predictor mode, the first labels (until the
+    oracle has answered that many) come from random architectures instead of an untrained predictor's
+    ranking, which clusters them in one corner of the space. Defaults are the paper's (T=100, σ=0.8, N=30, 10/70/20 %)
     and the authors' code (cosine ᾱ, Boltzmann g with temperature 1, polynomial mutation 0.6 / 5).
     """
 
@@ -236,6 +238,7 @@ class EDNAG(Strategy):
         proxy: str = "synflow",
         proxy_network: dict | None = None,
         score_threads: int | None = 1,
+        random_start: int = 0,
     ):
         if fitness not in ("predictor", "oracle", "proxy"):
             raise ValueError(f"fitness must be 'predictor', 'oracle' or 'proxy', got {fitness!r}")
@@ -262,6 +265,9 @@ class EDNAG(Strategy):
         if score_threads is not None and score_threads < 1:
             raise ValueError(f"score_threads must be >= 1 or null (leave torch's setting), got {score_threads}")
         self.score_threads = score_threads
+        if random_start < 0:
+            raise ValueError(f"random_start must be >= 0, got {random_start}")
+        self.random_start = random_start
         self._reset_state()
 
     def _reset_state(self) -> None:
@@ -305,6 +311,8 @@ class EDNAG(Strategy):
 
     # --- predictor mode: generate, then hand the best-ranked to the oracle ----------------
     def _ask_predicted(self, n: int) -> list[Architecture]:
+        if len(self.known) < self.random_start:  # a predictor without labels ranks arbitrarily
+            return self._fresh_samples(min(n, self.random_start - len(self.known)))
         if not self.candidates:
             self.candidates = self.generate()
         out = []
