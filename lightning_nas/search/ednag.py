@@ -212,8 +212,9 @@ class EDNAG(Strategy):
     guidance / selection: switch off fitness guidance (g ≡ 1) or selection (offspring replace
     parents) for the paper's ablation. random_start: in predictor mode, the first labels (until the
     oracle has answered that many) come from random architectures instead of an untrained predictor's
-    ranking, which clusters them in one corner of the space. Defaults are the paper's (T=100, σ=0.8, N=30, 10/70/20 %)
-    and the authors' code (cosine ᾱ, Boltzmann g with temperature 1, polynomial mutation 0.6 / 5).
+    ranking, which clusters them in one corner of the space. Defaults are the paper's (T=100, σ=0.8,
+    N=30, 10/70/20 %) and the authors' code (cosine ᾱ, Boltzmann g with temperature 1, polynomial
+    mutation 0.6 / 5).
     """
 
     def __init__(
