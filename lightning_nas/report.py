@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import hashlib
 import io
 import json
 import math
@@ -154,7 +155,7 @@ PAPER_TAU = {
 }
 
 
-def tau_job(name: str, size: int, seed: int, epochs: int, path: str) -> dict[str, Any]:
+def tau_job(name: str, size: int, seed: int, epochs: int, recipe: str, path: str) -> dict[str, Any]:
     """One (predictor, labels, seed) measurement in a worker; saved to `path` when it ends."""
     import torch
 
@@ -168,9 +169,21 @@ def tau_job(name: str, size: int, seed: int, epochs: int, path: str) -> dict[str
         result = difference_tau(TAU_BENCHMARK, TAU_TARGET, size, seed, steps=epochs)
     else:
         result = config_tau(spec.config, size, seed, epochs, {"benchmark": TAU_BENCHMARK, "target": TAU_TARGET})
-    result.update(predictor=name, size=size, seed=seed, wall_s=round(time.perf_counter() - start, 2))
+    result.update(predictor=name, size=size, seed=seed, recipe=recipe, wall_s=round(time.perf_counter() - start, 2))
     atomic_write(Path(path), json.dumps(result, indent=1))
     return result
+
+
+def tau_recipe(name: str, length: int, producers: dict[str, Path]) -> str:
+    """What a tau fit was made from: its training length (epochs; Delta-NAS: steps) and the text of the
+    predictor's fit config and of every config that writes a checkpoint it loads (DCL-ENAS: stage 1)."""
+    config = PREDICTORS[name].config
+    texts, pending = [], [config] if config else []
+    while pending:
+        text = Path(pending.pop()).read_text()
+        texts.append(text)
+        pending += [str(producers[c]) for c in needed_checkpoints(yaml.safe_load(text)) if c in producers]
+    return hashlib.sha256(json.dumps({"length": length, "configs": texts}).encode()).hexdigest()
 
 
 def ensure_predictors_fitted(names: list[str], producers: dict[str, Path], log: list[str]) -> None:
@@ -191,11 +204,12 @@ def run_tau_study(names: list[str], sizes: list[int], seeds: int, quick: bool, r
             for seed in range(seeds):
                 path = runs / "tau" / name / f"n{size}_seed{seed}.json"
                 epochs = (2 if spec.config else 20) if quick else spec.epochs[size]
+                recipe = tau_recipe(name, epochs, producers)
                 done = json.loads(path.read_text()) if path.is_file() else {}
-                if done.get("epochs" if spec.config else "steps") == epochs:  # reused only as long as it trained
+                if done.get("recipe") == recipe:  # reused only if fitted from the same configs, as long
                     results.append(done)
                 else:
-                    jobs.append((name, size, seed, epochs, str(path)))
+                    jobs.append((name, size, seed, epochs, recipe, str(path)))
     jobs.sort(key=lambda job: -job[1])  # the large training sets first: the pool ends evenly
     if jobs and workers == 1:  # no pool to start
         results += [tau_job(*job) for job in jobs]
@@ -659,7 +673,8 @@ def tau_section(out: Path, tau: list[dict[str, Any]]) -> list[str]:
              f"NAS-Bench-201, target `{TAU_TARGET}`: each predictor is fitted on n architectures drawn by the seed "
              "and ranks every other architecture of the table; mean ± std of Kendall tau (torchmetrics) over seeds. "
              "GIN: the baseline regression (configs/nb201/gin_fit.yaml); DCL-ENAS: stage-1 encoder + pairwise-ranking "
-             "fine-tuning; CTNAS: the comparator's score (mean P[a beats r] over 64 reference architectures); "
+             "fine-tuning on canonical inputs (each cell featurised by its equivalence class's representative; "
+             "configs/nb201/dcl_enas_finetune.yaml); CTNAS: the comparator's score (mean P[a beats r] over 64 reference architectures); "
              "CR-LSO: the ICNN trained with the G-VAE on semi-supervised pseudo-labels; Delta-NAS: the difference "
              "predictor trained on labelled pairs, ranking by its 64 nearest labelled anchors (paper Table 1). "
              "EDNAG learns nothing of its own (it uses the GIN).", "",

@@ -7,8 +7,10 @@ import torch
 
 from lightning_nas.cli import main
 from lightning_nas.data.datamodule import ArchitectureDataModule
+from lightning_nas.encodings.graph import to_data
 from lightning_nas.predictors.gin import GINRegressor
 from lightning_nas.search.runner import load_predictor
+from lightning_nas.spaces.base import get_space
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,6 +34,20 @@ def test_split_is_seeded_disjoint_and_complete(dm, shared):
     assert batch.num_graphs == 64 and batch.path.shape == (64, 84) and batch.x.shape[1] == 7
     y = torch.cat([b.y for b in dm.train_dataloader()])
     assert y.mean().abs() < 1e-4 and (y.std(unbiased=False) - 1).abs() < 1e-3  # z-scored by the labelled set
+
+
+def test_canonical_inputs_featurise_equivalent_cells_alike(shared):
+    space = get_space("nb201")
+    direct = space.from_string("|none~0|+|none~0|none~1|+|nor_conv_3x3~0|none~1|none~2|")
+    through_skip = space.from_string("|skip_connect~0|+|none~0|none~1|+|none~0|nor_conv_3x3~1|none~2|")
+    assert not torch.equal(to_data(space, direct).x, to_data(space, through_skip).x)
+    a, b = to_data(space, direct, canonical=True), to_data(space, through_skip, canonical=True)
+    assert torch.equal(a.x, b.x) and torch.equal(a.path, b.path)
+    dm = ArchitectureDataModule(str(shared / "nb201_200ep.csv.gz"), "cifar10_valid_valid_acc", num_labelled=40,
+                                canonical_inputs=True)
+    dm.setup()
+    for data, arch in zip(dm.dataset(dm.train_rows), dm.train_archs):
+        assert torch.equal(data.x, to_data(space, space.representative(arch)).x)
 
 
 def test_num_labelled_errors(shared):
@@ -71,6 +87,10 @@ def test_predictor_labels_count_as_queries(tmp_path, monkeypatch, capsys):
               "--model", "lightning_nas.predictors.gin.GINRegressor", "--ckpt_path", str(ckpt_dir / "best.ckpt")]
     assert main([*search, "--budget", "20", "--run_dir", str(tmp_path / "small")]) == 2
     assert "fitted on 30 labelled architectures, more than the budget of 20" in capsys.readouterr().err
+    # the search must featurise as the fit did
+    assert main([*search, "--budget", "35", "--run_dir", str(tmp_path / "other"),
+                 "--data.init_args.canonical_inputs", "true"]) == 2
+    assert "fitted with data.init_args.canonical_inputs=False" in capsys.readouterr().err
     assert main([*search, "--budget", "35", "--run_dir", str(tmp_path / "run")]) == 0
     import json
 

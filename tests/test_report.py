@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import math
 import shutil
@@ -7,8 +8,9 @@ import yaml
 
 from lightning_nas.cli import main
 from lightning_nas.performance import archive_load, nb101_enumeration
-from lightning_nas.report import (BASELINES, PER_SEED_FIT, checkpoint_producers, fit_per_seed, protocols,
-                                  run_method, run_tau_study, seed_fit_arguments, seed_fit_config)
+from lightning_nas.report import (BASELINES, PER_SEED_FIT, PREDICTORS, checkpoint_producers, fit_per_seed,
+                                  protocols, run_method, run_tau_study, seed_fit_arguments, seed_fit_config,
+                                  tau_recipe)
 from lightning_nas.search.bench import RECIPE_FILE, seed_arguments
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,6 +56,26 @@ def test_quick_report_smoke(tmp_path, monkeypatch):
     again = run_tau_study(["GIN"], [20, 60], 1, True, runs / "quick", 1, checkpoint_producers(), log,
                           records / "tau.tar.gz")
     assert again == data["tau"] and log == [f"tau study: 0 fits run, 2 reused from {runs / 'quick' / 'tau'}"]
+    # a fit made from another config is not reused: here the GIN config gains a line
+    changed = tmp_path / "gin_fit.yaml"
+    changed.write_text(Path(PREDICTORS["GIN"].config).read_text() + "# changed\n")
+    monkeypatch.setitem(PREDICTORS, "GIN", dataclasses.replace(PREDICTORS["GIN"], config=str(changed)))
+    log = []
+    run_tau_study(["GIN"], [20], 1, True, runs / "quick", 1, checkpoint_producers(), log)
+    assert log == [f"tau study: 1 fits run, 0 reused from {runs / 'quick' / 'tau'}"]
+
+
+def test_tau_recipe_covers_the_training_length_and_every_config_behind_a_fit(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    producers = checkpoint_producers()
+    assert tau_recipe("Delta-NAS", 1500, producers) != tau_recipe("Delta-NAS", 1000, producers)
+    dcl = tau_recipe("DCL-ENAS", 100, producers)
+    assert dcl != tau_recipe("DCL-ENAS", 60, producers)
+    stage1 = "checkpoints/nb201/dcl_enas/pretrain.ckpt"  # written by the stage-1 config
+    changed = tmp_path / "pretrain.yaml"
+    changed.write_text(producers[stage1].read_text() + "# changed\n")
+    monkeypatch.setitem(producers, stage1, changed)
+    assert tau_recipe("DCL-ENAS", 100, producers) != dcl
 
 
 def test_every_protocol_names_existing_configs_and_fits(monkeypatch):

@@ -217,6 +217,20 @@ def test_nb201_skip_then_conv_equals_conv():
     assert space.canonical(direct) == space.canonical(through_skip) != space.canonical(different)
 
 
+@pytest.mark.parametrize("name", ["nb201", "tnb101_micro"])
+def test_representative_stands_for_its_whole_class(name):
+    space = get_space(name)
+    representatives: dict[str, set[Architecture]] = {}
+    for a in space.enumerate():
+        r = space.representative(a)
+        assert space.canonical(r) == space.canonical(a)
+        representatives.setdefault(space.canonical(a), set()).add(r)
+    assert all(len(members) == 1 for members in representatives.values())
+    # edge 3<-2 is none, so the ops into node 2 are dead: the representative has none there
+    dead = space.make((1, 2, 3, 1, 2, 0))
+    assert space.representative(dead).genotype.count(space.none_op) >= 3
+
+
 # --- canonical keys: DARTS -------------------------------------------------------------------
 def darts_edge_sets(a: Architecture) -> list[set[tuple[int, int, int]]]:
     """Each cell as its set of (source, target, op) edges."""

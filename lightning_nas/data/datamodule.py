@@ -25,7 +25,9 @@ def split_count(num_labelled: float, total: int) -> int:
 
 class ArchitectureDataModule(L.LightningDataModule):
     """n labelled architectures drawn by seed; the rest of the archive is held out (evaluation
-    set and unlabelled pool). Batches are PyG graphs with the path encoding and a z-scored `y`."""
+    set and unlabelled pool). Batches are PyG graphs with the path encoding and a z-scored `y`.
+    `canonical_inputs`: featurise each cell's equivalence-class representative (`to_data`); a search
+    with this datamodule scores and fine-tunes its predictor the same way."""
 
     def __init__(
         self,
@@ -36,6 +38,7 @@ class ArchitectureDataModule(L.LightningDataModule):
         batch_size: int = 64,
         max_val: int = 2000,
         num_workers: int = 0,
+        canonical_inputs: bool = False,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -95,7 +98,8 @@ class ArchitectureDataModule(L.LightningDataModule):
     def dataset(self, rows: np.ndarray) -> list:
         space = self.space
         z = (self.y_all[rows] - self.y_mean) / self.y_std
-        return [to_data(space, a, float(t)) for a, t in zip(self.archs(rows), z)]
+        canonical = self.hparams.canonical_inputs
+        return [to_data(space, a, float(t), canonical) for a, t in zip(self.archs(rows), z)]
 
     def _loader(self, rows: np.ndarray, shuffle: bool) -> DataLoader:
         generator = torch.Generator().manual_seed(self.hparams.seed)
@@ -119,9 +123,10 @@ class ArchitectureDataModule(L.LightningDataModule):
         return self._loader(self.heldout_rows, shuffle=False)
 
 
-def labelled_loader(space, archs: Sequence[Architecture], y: Sequence[float], batch_size: int, seed: int) -> DataLoader:
+def labelled_loader(space, archs: Sequence[Architecture], y: Sequence[float], batch_size: int, seed: int,
+                    canonical: bool = False) -> DataLoader:
     """A shuffled loader over given (architecture, label) pairs: what surrogates fine-tune on."""
     y = np.asarray(y, dtype=np.float64)
     z = (y - y.mean()) / (y.std() if len(y) > 1 and y.std() > 0 else 1.0)
-    data = [to_data(space, a, float(t)) for a, t in zip(archs, z)]
+    data = [to_data(space, a, float(t), canonical) for a, t in zip(archs, z)]
     return DataLoader(data, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed))

@@ -9,7 +9,10 @@ from torch_geometric.data import Batch, Data
 from lightning_nas.spaces.base import Architecture, SearchSpace
 
 
-def to_data(space: SearchSpace, a: Architecture, y: float | None = None) -> Data:
+def to_data(space: SearchSpace, a: Architecture, y: float | None = None, canonical: bool = False) -> Data:
+    """`canonical`: featurise the `representative` of `a`, so that equivalent cells look alike."""
+    if canonical:
+        a = space.representative(a)
     data = space.to_graph(a)
     data.path = torch.as_tensor(space.path_encoding(a)).unsqueeze(0)
     if y is not None:
@@ -17,6 +20,7 @@ def to_data(space: SearchSpace, a: Architecture, y: float | None = None) -> Data
     return data
 
 
-def to_batch(space: SearchSpace, archs: Sequence[Architecture], y: Sequence[float] | None = None) -> Batch:
+def to_batch(space: SearchSpace, archs: Sequence[Architecture], y: Sequence[float] | None = None,
+             canonical: bool = False) -> Batch:
     ys = [None] * len(archs) if y is None else y
-    return Batch.from_data_list([to_data(space, a, t) for a, t in zip(archs, ys)])
+    return Batch.from_data_list([to_data(space, a, t, canonical) for a, t in zip(archs, ys)])

@@ -44,6 +44,17 @@ def predictor_labels(ckpt_path: str) -> list:
     return datamodule.train_archs
 
 
+def check_featurisation(ckpt_path: str, canonical_inputs: bool) -> None:
+    """A predictor must see architectures featurised as in its fit (`ArchitectureDataModule.canonical_inputs`)."""
+    hp = _read_checkpoint(ckpt_path).get("datamodule_hyper_parameters") or {}
+    fitted = bool(hp.get("canonical_inputs", False))
+    if fitted != canonical_inputs:
+        raise ValueError(
+            f"the predictor in {ckpt_path} was fitted with data.init_args.canonical_inputs={fitted}, but this "
+            f"search featurises with {canonical_inputs}: set data.init_args.canonical_inputs: {str(fitted).lower()}"
+        )
+
+
 def run_search(
     datamodule: ArchitectureDataModule | None,
     strategy: Strategy | None,
@@ -68,8 +79,10 @@ def run_search(
         raise ValueError("no `data:` and no `oracle:` given: a search needs a benchmark table or an oracle")
     if budget < 1:
         raise ValueError(f"budget must be a positive number of queries, got {budget}")
+    canonical_inputs = bool(datamodule.hparams.get("canonical_inputs", False)) if datamodule is not None else False
     if model is not None and ckpt_path is not None:
         load_predictor(model, ckpt_path)
+        check_featurisation(ckpt_path, canonical_inputs)
     if oracle is None:
         datamodule.load()
         oracle = TabularOracle(datamodule.benchmark, datamodule.hparams.target, list(report), budget)
@@ -77,7 +90,8 @@ def run_search(
         oracle.budget = budget
     surrogate = None
     if model is not None:
-        surrogate = PredictorSurrogate(model, oracle.space, finetune_epochs=finetune_epochs, seed=seed)
+        surrogate = PredictorSurrogate(model, oracle.space, finetune_epochs=finetune_epochs, seed=seed,
+                                       canonical_inputs=canonical_inputs)
     # labels the predictor was fitted on are oracle answers too: they are the run's first queries
     initial = predictor_labels(ckpt_path) if (ckpt_path and charge_predictor_labels) else []
     if len(initial) > budget:

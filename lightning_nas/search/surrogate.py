@@ -20,7 +20,8 @@ class PredictorSurrogate:
     """Scores architectures with a predictor and fine-tunes it on every label the search gathers.
 
     `update` keeps all labels seen so far and fine-tunes on them (z-scored together) for
-    `finetune_epochs` with a quiet Lightning Trainer; 0 epochs keeps the predictor frozen."""
+    `finetune_epochs` with a quiet Lightning Trainer; 0 epochs keeps the predictor frozen.
+    `canonical_inputs`: featurise as the predictor's fit did (`ArchitectureDataModule`)."""
 
     def __init__(
         self,
@@ -30,8 +31,9 @@ class PredictorSurrogate:
         batch_size: int = 64,
         seed: int = 0,
         score_chunk: int = 2048,
+        canonical_inputs: bool = False,
     ):
-        self.model, self.space = model, space
+        self.model, self.space, self.canonical_inputs = model, space, canonical_inputs
         self.finetune_epochs, self.batch_size, self.seed = finetune_epochs, batch_size, seed
         self.score_chunk = score_chunk
         self.labelled: dict[tuple[int, ...], float] = {}
@@ -41,7 +43,7 @@ class PredictorSurrogate:
     def score(self, archs: Sequence[Architecture]) -> torch.Tensor:
         self.model.eval()
         out = [
-            self.model(to_batch(self.space, archs[i : i + self.score_chunk])).float()
+            self.model(to_batch(self.space, archs[i : i + self.score_chunk], canonical=self.canonical_inputs)).float()
             for i in range(0, len(archs), self.score_chunk)
         ]
         return torch.cat(out) if out else torch.empty(0)
@@ -59,6 +61,7 @@ class PredictorSurrogate:
             [self.labelled[g] for g in genotypes],
             batch_size=self.batch_size,
             seed=self.seed + self.updates,
+            canonical=self.canonical_inputs,
         )
         trainer = quiet_trainer(self.finetune_epochs)
         self.model.train()

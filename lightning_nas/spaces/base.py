@@ -53,6 +53,11 @@ class SearchSpace(ABC):
     def canonical(self, a: Architecture) -> str:
         """Key shared by every architecture isomorphic to `a` (computes the same function)."""
 
+    def representative(self, a: Architecture) -> Architecture:
+        """The one member of `a`'s `canonical` class that stands for all of it, so that equivalent
+        cells can be featurised alike. Spaces that cannot enumerate their classes return `a`."""
+        return a
+
     def key(self, a: Architecture) -> str:
         """The benchmark's own key for `a` (NB201: the string; NB101: the module hash)."""
         return self.to_string(a)

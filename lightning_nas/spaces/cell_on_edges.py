@@ -5,7 +5,7 @@ Genotype: one op index per edge, edges in the official order 1<-0, 2<-0, 2<-1, 3
 from __future__ import annotations
 
 import itertools
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Iterator
 
 import numpy as np
@@ -42,6 +42,22 @@ class CellOnEdgesSpace(SearchSpace):
     def canonical(self, a: Architecture) -> str:
         """The computed function as an expression: isomorphic or equivalent cells share it."""
         return _canonical(a.genotype, self.none_op, self.skip_op, self.ops)
+
+    def representative(self, a: Architecture) -> Architecture:
+        self._check(a)
+        return self.make(self._representatives[a.genotype])
+
+    @cached_property
+    def _representatives(self) -> dict[tuple[int, ...], tuple[int, ...]]:
+        classes: dict[str, list[tuple[int, ...]]] = {}
+        for a in self.enumerate():
+            classes.setdefault(self.canonical(a), []).append(a.genotype)
+        out = {}
+        for members in classes.values():
+            # the member with the most zero ops (its dead ops removed), then the smallest genotype
+            chosen = min(members, key=lambda m: (-m.count(self.none_op), m))
+            out.update(dict.fromkeys(members, chosen))
+        return out
 
     # --- variation -----------------------------------------------------------------------
     def sample(self, rng: np.random.Generator) -> Architecture:
