@@ -206,7 +206,7 @@ def run_tau_study(names: list[str], sizes: list[int], seeds: int, quick: bool, r
                 epochs = (2 if spec.config else 20) if quick else spec.epochs[size]
                 recipe = tau_recipe(name, epochs, producers)
                 done = json.loads(path.read_text()) if path.is_file() else {}
-                if done.get("recipe") == recipe:  # reused only if fitted from the same configs, as long
+                if done.get("recipe") == recipe:  # reused only if fitted from the same configs for as long
                     results.append(done)
                 else:
                     jobs.append((name, size, seed, epochs, recipe, str(path)))
@@ -674,8 +674,8 @@ def tau_section(out: Path, tau: list[dict[str, Any]]) -> list[str]:
              "and ranks every other architecture of the table; mean ± std of Kendall tau (torchmetrics) over seeds. "
              "GIN: the baseline regression (configs/nb201/gin_fit.yaml); DCL-ENAS: stage-1 encoder + pairwise-ranking "
              "fine-tuning on canonical inputs (each cell featurised by its equivalence class's representative; "
-             "configs/nb201/dcl_enas_finetune.yaml); CTNAS: the comparator's score (mean P[a beats r] over 64 reference architectures); "
-             "CR-LSO: the ICNN trained with the G-VAE on semi-supervised pseudo-labels; Delta-NAS: the difference "
+             "configs/nb201/dcl_enas_finetune.yaml); CTNAS: the comparator's score (mean P[a beats r] over 64 "
+             "reference architectures); CR-LSO: the ICNN trained with the G-VAE on semi-supervised pseudo-labels; Delta-NAS: the difference "
              "predictor trained on labelled pairs, ranking by its 64 nearest labelled anchors (paper Table 1). "
              "EDNAG learns nothing of its own (it uses the GIN).", "",
              "![tau](plots/tau.png)", "",
