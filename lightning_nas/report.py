@@ -139,7 +139,9 @@ class PredictorSpec:
 
 PREDICTORS = {
     "GIN": PredictorSpec("configs/nb201/gin_fit.yaml", {156: 100, 1562: 100}),
-    # at 10%: 30 epochs -> tau 0.877 +- 0.003, 60 -> 0.881 +- 0.003 (5 seeds; 100 would cost 10x the steps of 1%)
+    # at 10%, genotype inputs: 30 epochs -> tau 0.877 +- 0.003, 60 -> 0.881 +- 0.003 (5 seeds; 100 would cost
+    # 10x the steps of 1%); canonical inputs: 30 -> 0.900 +- 0.001 (bench_dcl_enas.py, 3 seeds),
+    # 60 -> 0.902 +- 0.002 (this report, 5 seeds)
     "DCL-ENAS": PredictorSpec("configs/nb201/dcl_enas_finetune.yaml", {156: 100, 1562: 60}),
     "CTNAS": PredictorSpec("configs/nb201/ctnas_fit.yaml", {156: 200, 1562: 60}),  # bench_ctnas.py
     # tau of the ICNN trained with the G-VAE on the semi-supervised pseudo-labels; a throughput epoch
