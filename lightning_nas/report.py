@@ -677,8 +677,9 @@ def tau_section(out: Path, tau: list[dict[str, Any]]) -> list[str]:
              "GIN: the baseline regression (configs/nb201/gin_fit.yaml); DCL-ENAS: stage-1 encoder + pairwise-ranking "
              "fine-tuning on canonical inputs (each cell featurised by its equivalence class's representative; "
              "configs/nb201/dcl_enas_finetune.yaml); CTNAS: the comparator's score (mean P[a beats r] over 64 "
-             "reference architectures); CR-LSO: the ICNN trained with the G-VAE on semi-supervised pseudo-labels; Delta-NAS: the difference "
-             "predictor trained on labelled pairs, ranking by its 64 nearest labelled anchors (paper Table 1). "
+             "reference architectures); CR-LSO: the ICNN trained with the G-VAE on semi-supervised pseudo-labels; "
+             "Delta-NAS: the difference predictor trained on labelled pairs, ranking by its 64 nearest labelled "
+             "anchors (paper Table 1). "
              "EDNAG learns nothing of its own (it uses the GIN).", "",
              "![tau](plots/tau.png)", "",
              "| predictor | " + " | ".join(f"n = {n}" for n in sizes) + " | seeds | fit s (largest n) | paper |",

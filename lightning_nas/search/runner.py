@@ -33,21 +33,24 @@ def _read_checkpoint(ckpt_path: str) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def predictor_labels(ckpt_path: str) -> list:
-    """The labelled architectures the checkpointed predictor was fitted on (its datamodule's
-    training split, rebuilt from the hyper-parameters Lightning stored), or [] for label-free fits."""
-    hp = _read_checkpoint(ckpt_path).get("datamodule_hyper_parameters") or {}
-    if not hp.get("_class_path", "").endswith("ArchitectureDataModule") or not hp.get("num_labelled"):
+def fit_datamodule(ckpt_path: str) -> dict[str, Any]:
+    """The hyper-parameters Lightning stored of the datamodule a predictor checkpoint was fitted on."""
+    return _read_checkpoint(ckpt_path).get("datamodule_hyper_parameters") or {}
+
+
+def predictor_labels(fitted_data: dict[str, Any]) -> list:
+    """The labelled architectures a predictor was fitted on (the training split of its datamodule,
+    rebuilt from `fit_datamodule`), or [] for label-free fits."""
+    if not fitted_data.get("_class_path", "").endswith("ArchitectureDataModule") or not fitted_data.get("num_labelled"):
         return []
-    datamodule = ArchitectureDataModule(**{k: v for k, v in hp.items() if not k.startswith("_")})
+    datamodule = ArchitectureDataModule(**{k: v for k, v in fitted_data.items() if not k.startswith("_")})
     datamodule.load()
     return datamodule.train_archs
 
 
-def check_featurisation(ckpt_path: str, canonical_inputs: bool) -> None:
+def check_featurisation(ckpt_path: str, fitted_data: dict[str, Any], canonical_inputs: bool) -> None:
     """A predictor must see architectures featurised as in its fit (`ArchitectureDataModule.canonical_inputs`)."""
-    hp = _read_checkpoint(ckpt_path).get("datamodule_hyper_parameters") or {}
-    fitted = bool(hp.get("canonical_inputs", False))
+    fitted = bool(fitted_data.get("canonical_inputs", False))
     if fitted != canonical_inputs:
         raise ValueError(
             f"the predictor in {ckpt_path} was fitted with data.init_args.canonical_inputs={fitted}, but this "
@@ -79,10 +82,12 @@ def run_search(
         raise ValueError("no `data:` and no `oracle:` given: a search needs a benchmark table or an oracle")
     if budget < 1:
         raise ValueError(f"budget must be a positive number of queries, got {budget}")
+    # other datamodules (CR-LSO's G-VAE pool) have no such setting
     canonical_inputs = bool(datamodule.hparams.get("canonical_inputs", False)) if datamodule is not None else False
+    fitted_data = fit_datamodule(ckpt_path) if ckpt_path else {}
     if model is not None and ckpt_path is not None:
         load_predictor(model, ckpt_path)
-        check_featurisation(ckpt_path, canonical_inputs)
+        check_featurisation(ckpt_path, fitted_data, canonical_inputs)
     if oracle is None:
         datamodule.load()
         oracle = TabularOracle(datamodule.benchmark, datamodule.hparams.target, list(report), budget)
@@ -93,7 +98,7 @@ def run_search(
         surrogate = PredictorSurrogate(model, oracle.space, finetune_epochs=finetune_epochs, seed=seed,
                                        canonical_inputs=canonical_inputs)
     # labels the predictor was fitted on are oracle answers too: they are the run's first queries
-    initial = predictor_labels(ckpt_path) if (ckpt_path and charge_predictor_labels) else []
+    initial = predictor_labels(fitted_data) if charge_predictor_labels else []
     if len(initial) > budget:
         raise ValueError(
             f"the predictor in {ckpt_path} was fitted on {len(initial)} labelled architectures, more than the "
