@@ -141,7 +141,7 @@ PREDICTORS = {
     "GIN": PredictorSpec("configs/nb201/gin_fit.yaml", {156: 100, 1562: 100}),
     # at 10%, genotype inputs: 30 epochs -> tau 0.877 +- 0.003, 60 -> 0.881 +- 0.003 (5 seeds; 100 would cost
     # 10x the steps of 1%); canonical inputs: 30 -> 0.900 +- 0.001 (bench_dcl_enas.py, 3 seeds),
-    # 60 -> 0.902 +- 0.002 (this report, 5 seeds)
+    # 60 -> 0.902 +- 0.002 (5 seeds); + messages both ways and K = 100: 60 -> 0.905 +- 0.003 (this report)
     "DCL-ENAS": PredictorSpec("configs/nb201/dcl_enas_finetune.yaml", {156: 100, 1562: 60}),
     "CTNAS": PredictorSpec("configs/nb201/ctnas_fit.yaml", {156: 200, 1562: 60}),  # bench_ctnas.py
     # tau of the ICNN trained with the G-VAE on the semi-supervised pseudo-labels; a throughput epoch
@@ -674,8 +674,9 @@ def tau_section(out: Path, tau: list[dict[str, Any]]) -> list[str]:
     lines = ["## Predictors: Kendall tau", "",
              f"NAS-Bench-201, target `{TAU_TARGET}`: each predictor is fitted on n architectures drawn by the seed "
              "and ranks every other architecture of the table; mean ± std of Kendall tau (torchmetrics) over seeds. "
-             "GIN: the baseline regression (configs/nb201/gin_fit.yaml); DCL-ENAS: stage-1 encoder + pairwise-ranking "
-             "fine-tuning on canonical inputs (each cell featurised by its equivalence class's representative; "
+             "GIN: the baseline regression (configs/nb201/gin_fit.yaml); DCL-ENAS: stage-1 encoder (GIN messages "
+             "along and against the cell's edges, K = 100 prototypes) + pairwise-ranking fine-tuning on canonical "
+             "inputs (each cell featurised by its equivalence class's representative; "
              "configs/nb201/dcl_enas_finetune.yaml); CTNAS: the comparator's score (mean P[a beats r] over 64 "
              "reference architectures); CR-LSO: the ICNN trained with the G-VAE on semi-supervised pseudo-labels; "
              "Delta-NAS: the difference predictor trained on labelled pairs, ranking by its 64 nearest labelled "

@@ -167,6 +167,36 @@ def test_stage2_refuses_a_different_encoder_or_a_missing_file(pretrained, tmp_pa
         RankingFinetuner("nb201", pretrained=str(tmp_path / "missing.ckpt"), **TINY)
 
 
+def test_stage2_refuses_other_message_directions_also_from_older_checkpoints(pretrained, tmp_path):
+    with pytest.raises(ValueError, match="bidirectional"):
+        RankingFinetuner("nb201", pretrained=str(pretrained), **TINY, bidirectional=True)
+    # a stage-1 checkpoint written before the option existed was trained with one-way messages
+    ckpt = torch.load(pretrained, weights_only=True)
+    del ckpt["hyper_parameters"]["bidirectional"]
+    older = tmp_path / "older.ckpt"
+    torch.save(ckpt, older)
+    RankingFinetuner("nb201", pretrained=str(older), **TINY)
+    with pytest.raises(ValueError, match="bidirectional: checkpoint False vs model True"):
+        RankingFinetuner("nb201", pretrained=str(older), **TINY, bidirectional=True)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_bidirectional_messages_let_an_op_see_what_follows_it(bidirectional):
+    """The first op node (cell edge 0 -> 1) lies upstream of the last op (edge 2 -> 3): only messages
+    against the edges carry a change of the last op back to it."""
+    space = get_space("nb201")
+    torch.manual_seed(0)
+    attention = RankingFinetuner("nb201", **TINY, bidirectional=bidirectional).encoder.node_attention
+    states = []  # the node states after the last GIN layer, caught inside the encoder's own forward
+    attention.norms[-1].register_forward_hook(lambda module, args, out: states.append(out))
+    first_op = 1  # node 0 = input, node 1 + e = the op of cell edge e
+    for last_op in (2, 3):
+        batch = to_batch(space, [space.make((3, 3, 3, 3, 3, last_op))])
+        attention(batch.x, batch.edge_index, batch.batch, batch.num_graphs)
+    states = [s[first_op] for s in states]
+    assert torch.allclose(states[0], states[1]) != bidirectional
+
+
 def test_ranking_loss_uses_all_ordered_pairs():
     n = 6
     i, j = ordered_pairs(n)

@@ -17,11 +17,14 @@ from torch_geometric.nn import AttentionalAggregation, GINConv
 class NodeAttention(nn.Module):
     """GIN message passing over the op graph, pooled by a learned per-node attention gate.
 
+    `bidirectional`: messages also flow against the edges, so each op node sees what follows it as
+    well as what feeds it (the path view keeps the direction).
     LayerNorm rather than GIN's BatchNorm: an embedding must not depend on the rest of its batch
-    (stage 1 encodes the ten medoids as a batch of their own; a surrogate scores any number)."""
+    (stage 1 encodes the K medoids as a batch of their own; a surrogate scores any number)."""
 
-    def __init__(self, node_features: int, hidden: int, layers: int, dropout: float):
+    def __init__(self, node_features: int, hidden: int, layers: int, dropout: float, bidirectional: bool = False):
         super().__init__()
+        self.bidirectional = bidirectional
         dims = [node_features] + [hidden] * layers
         self.convs = nn.ModuleList(GINConv(_mlp(d_in, hidden), train_eps=True) for d_in in dims[:-1])
         self.norms = nn.ModuleList(nn.LayerNorm(hidden) for _ in range(layers))
@@ -29,6 +32,8 @@ class NodeAttention(nn.Module):
         self.pool = AttentionalAggregation(gate_nn=nn.Linear(hidden, 1))
 
     def forward(self, x: Tensor, edge_index: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
+        if self.bidirectional:
+            edge_index = torch.cat([edge_index, edge_index.flip(0)], dim=1)  # a DAG: no edge is doubled
         for conv, norm in zip(self.convs, self.norms):
             x = self.dropout(torch.relu(norm(conv(x, edge_index))))
         return self.pool(x, batch, dim_size=num_graphs)
@@ -78,9 +83,10 @@ class SoftEncoder(nn.Module):
         transformer_layers: int = 2,
         heads: int = 4,
         dropout: float = 0.0,
+        bidirectional: bool = False,
     ):
         super().__init__()
-        self.node_attention = NodeAttention(node_features, hidden, gin_layers, dropout)
+        self.node_attention = NodeAttention(node_features, hidden, gin_layers, dropout, bidirectional)
         self.path_attention = PathAttention(path_length, hidden, transformer_layers, heads, dropout)
         self.project = nn.Linear(2 * hidden, embed_dim)
 

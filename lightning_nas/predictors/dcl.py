@@ -27,7 +27,9 @@ from lightning_nas.predictors.base import Predictor
 from lightning_nas.spaces.base import get_space
 
 #: soft-encoder settings that must agree between a stage-1 checkpoint and the stage-2 model
-ENCODER_KEYS = ("space", "hidden", "embed_dim", "gin_layers", "transformer_layers", "heads")
+ENCODER_KEYS = ("space", "hidden", "embed_dim", "gin_layers", "transformer_layers", "heads", "bidirectional")
+#: what a stage-1 checkpoint written before a key existed was trained with
+ENCODER_DEFAULTS = {"bidirectional": False}
 
 
 def encoder_dims(space: str) -> tuple[int, int]:
@@ -48,6 +50,7 @@ def build_encoder(hp: Any) -> SoftEncoder:
         transformer_layers=hp["transformer_layers"],
         heads=hp["heads"],
         dropout=hp["dropout"],
+        bidirectional=hp["bidirectional"],
     )
 
 
@@ -97,6 +100,7 @@ class ContrastivePretrainer(L.LightningModule):
         transformer_layers: int = 2,
         heads: int = 4,
         dropout: float = 0.0,
+        bidirectional: bool = False,
         temperature: float = 0.1,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
@@ -169,6 +173,7 @@ class RankingFinetuner(Predictor):
         transformer_layers: int = 2,
         heads: int = 4,
         dropout: float = 0.0,
+        bidirectional: bool = False,
         head_hidden: int = 64,
         loss: str = "ranking",
         lr: float = 1e-3,
@@ -195,7 +200,7 @@ class RankingFinetuner(Predictor):
                 f"stage-1 checkpoint {file} does not exist; run `lightning-nas fit` with the dcl_enas_pretrain config first"
             )
         ckpt = torch.load(file, map_location="cpu", weights_only=True)
-        theirs = ckpt.get("hyper_parameters", {})
+        theirs = {**ENCODER_DEFAULTS, **ckpt.get("hyper_parameters", {})}
         mismatched = [k for k in ENCODER_KEYS if k in theirs and theirs[k] != self.hparams[k]]
         if mismatched:
             detail = ", ".join(f"{k}: checkpoint {theirs[k]!r} vs model {self.hparams[k]!r}" for k in mismatched)
