@@ -317,6 +317,30 @@ def test_random_candidates_join_the_predicted_pool():
         DCLENAS(random_candidates=-1)
 
 
+def test_uncertainty_weight_sends_the_infill_away_from_what_is_known():
+    space = get_space("nb201")
+    rng = np.random.default_rng(0)
+    known = space.sample(rng)
+    distance = lambda a, b: int(np.abs(space.path_encoding(a) - space.path_encoding(b)).sum())
+    near = next(n for n in space.neighbours(known) if distance(n, known) > 0)
+    far = sorted((space.sample(rng) for _ in range(300)), key=lambda a: -distance(a, known))[:2]
+    assert distance(far[0], known) > distance(near, known)
+    candidates = {near.genotype: 1.0, far[0].genotype: 0.9, far[1].genotype: 0.8}
+
+    def infill(weight, want):
+        strategy = DCLENAS(initial_size=1, infill_size=3, uncertainty_weight=weight)
+        strategy.setup(space, np.random.default_rng(0), CountingSurrogate())
+        strategy.tell([known], [1.0])
+        return [a.genotype for a in strategy._infill(candidates, want)]
+
+    assert infill(0.0, 3) == [near.genotype, far[0].genotype, far[1].genotype]  # the predicted order
+    assert infill(0.0, 1) == [near.genotype]
+    assert infill(10.0, 1) == [far[0].genotype]
+    assert sorted(infill(10.0, 3)) == sorted(candidates)
+    with pytest.raises(ValueError, match="uncertainty_weight"):
+        DCLENAS(uncertainty_weight=-1.0)
+
+
 def test_strategy_state_round_trips():
     space = get_space("nb201")
     a = DCLENAS(initial_size=2, population_size=4, offspring_size=10, generations=2, infill_size=2)

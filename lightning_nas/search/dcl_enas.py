@@ -4,7 +4,9 @@
 2. Then, per `ask`: a population evolves for `generations` (t_gap) generations with the predictor as
    fitness: tournament selection of parents, uniform crossover, mutation, environmental selection
    of the best `population_size` by predicted score. The unevaluated candidates the predictor
-   likes best (the infill, N_infill = at most `n`) are returned for a real evaluation.
+   likes best (the infill, N_infill = at most `n`) are returned for a real evaluation; with
+   `uncertainty_weight` > 0 the infill also favours candidates far (in the hard encoder's Manhattan
+   distance) from every evaluated one, the paper's remedy for an evolution that over-exploits.
 3. `tell` hands the new labels to `surrogate.update`, which fine-tunes the predictor on all labels.
 
 The population survives between asks and is re-scored after every fine-tune; the best evaluated
@@ -13,10 +15,13 @@ fresh cells join it, so a predictor that has learnt better can pull it out of a 
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 import numpy as np
+import torch
 
+from lightning_nas.clustering import manhattan
 from lightning_nas.search.strategy import Strategy, Surrogate
 from lightning_nas.spaces.base import Architecture, SearchSpace
 
@@ -35,11 +40,17 @@ class DCLENAS(Strategy):
         mutation_prob: float = 1.0,
         infill_size: int = 10,
         random_candidates: int = 0,
+        uncertainty_weight: float = 0.0,
     ):
         """`random_candidates`: fresh random architectures that join the population before each
-        round's evolution, so the predictor also weighs regions the population has left."""
-        if random_candidates < 0:
-            raise ValueError(f"random_candidates must be >= 0, got {random_candidates}")
+        round's evolution, so the predictor also weighs regions the population has left.
+        `uncertainty_weight`: the infill ranks candidates by predicted score plus this weight times
+        their uncertainty, measured as the hard encoder's Manhattan distance to the nearest evaluated
+        (or already chosen) architecture; both terms in units of their spread over the candidates.
+        0 = the predicted score alone."""
+        if random_candidates < 0 or uncertainty_weight < 0:
+            raise ValueError(f"random_candidates and uncertainty_weight must be >= 0, got {random_candidates} "
+                             f"and {uncertainty_weight}")
         _check_positive(initial_size=initial_size, population_size=population_size,
                         offspring_size=offspring_size, generations=generations, infill_size=infill_size)
         if not 1 <= tournament_size <= population_size:
@@ -50,7 +61,7 @@ class DCLENAS(Strategy):
         self.initial_size, self.population_size, self.offspring_size = initial_size, population_size, offspring_size
         self.generations, self.tournament_size, self.infill_size = generations, tournament_size, infill_size
         self.crossover_prob, self.mutation_prob = crossover_prob, mutation_prob
-        self.random_candidates = random_candidates
+        self.random_candidates, self.uncertainty_weight = random_candidates, uncertainty_weight
         self.evaluated: dict[tuple[int, ...], float] = {}
         #: asked but never told back (the oracle could not evaluate them): not proposed again
         self.unavailable: set[str] = set()  # canonical keys
@@ -116,22 +127,45 @@ class DCLENAS(Strategy):
         return population[int(picks[np.argmax(fitness[picks])])]
 
     def _infill(self, candidates: dict[tuple[int, ...], float], want: int) -> list[Architecture]:
-        """The `want` best-predicted candidates that compute something not yet evaluated."""
-        chosen, canon = [], self.evaluated_canonical | self.unavailable
+        """The `want` candidates that compute something not yet evaluated with the best acquisition
+        (the predicted score, plus the uncertainty bonus when `uncertainty_weight` > 0)."""
+        self.predicted_candidates += len(candidates)
+        canon = self.evaluated_canonical | self.unavailable
+        options: list[Architecture] = []
         for genotype in sorted(candidates, key=lambda g: -candidates[g]):
             a = self.space.make(genotype)
             key = self.space.canonical(a)
-            if genotype in self.evaluated or key in canon or not self.answerable(a):
-                continue
-            chosen.append(a)
-            canon.add(key)
-            if len(chosen) == want:
-                break
-        self.predicted_candidates += len(candidates)
+            if genotype not in self.evaluated and key not in canon and self.answerable(a):
+                options.append(a)
+                canon.add(key)
+        chosen = options[:want] if self.uncertainty_weight == 0 else self._most_promising(options, candidates, want)
         # an exhausted neighbourhood still has to make progress: top up with random new cells
         return chosen + self._random_unseen(want - len(chosen), exclude=canon)
 
+    def _most_promising(self, options: list[Architecture], candidates: dict[tuple[int, ...], float],
+                        want: int) -> list[Architecture]:
+        """Greedy infill by predicted score + weight x distance to the nearest evaluated or chosen cell."""
+        if not options:
+            return []
+        predicted = torch.tensor([candidates[a.genotype] for a in options], dtype=torch.float64)
+        encodings = self._path_encodings(options)
+        evaluated = self._path_encodings([self.space.make(g) for g in self.evaluated])
+        nearest = manhattan(encodings, evaluated).min(1).values
+        acquisition = (predicted - predicted.mean()) / predicted.std(correction=0).clamp_min(1e-12)
+        scale = self.uncertainty_weight / nearest.std(correction=0).clamp_min(1e-12)
+        chosen: list[int] = []
+        for _ in range(min(want, len(options))):
+            value = acquisition + scale * nearest
+            value[chosen] = -math.inf
+            pick = int(value.argmax())
+            chosen.append(pick)
+            nearest = torch.minimum(nearest, manhattan(encodings, encodings[pick : pick + 1]).squeeze(1))
+        return [options[i] for i in chosen]
+
     # --- helpers -------------------------------------------------------------------------
+    def _path_encodings(self, archs: list[Architecture]) -> torch.Tensor:
+        return torch.from_numpy(np.stack([self.space.path_encoding(a) for a in archs])).double()
+
     def _predict(self, archs: list[Architecture]) -> np.ndarray:
         if not archs:
             return np.empty(0)
