@@ -15,8 +15,9 @@ fresh cells join it, so a predictor that has learnt better can pull it out of a 
 """
 from __future__ import annotations
 
+import itertools
 import math
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -131,16 +132,23 @@ class DCLENAS(Strategy):
         (the predicted score, plus the uncertainty bonus when `uncertainty_weight` > 0)."""
         self.predicted_candidates += len(candidates)
         canon = self.evaluated_canonical | self.unavailable
-        options: list[Architecture] = []
+        options = self._new_candidates(candidates, canon)
+        if self.uncertainty_weight == 0:
+            chosen = list(itertools.islice(options, want))  # stops checking once `want` are found
+        else:
+            chosen = self._most_promising(list(options), candidates, want)
+        # an exhausted neighbourhood still has to make progress: top up with random new cells
+        return chosen + self._random_unseen(want - len(chosen), exclude=canon)
+
+    def _new_candidates(self, candidates: dict[tuple[int, ...], float], canon: set[str]) -> Iterator[Architecture]:
+        """Best predicted first, the candidates whose canonical key is not in `canon`, nor evaluated,
+        and that the oracle can answer; each one's key joins `canon` as it is yielded."""
         for genotype in sorted(candidates, key=lambda g: -candidates[g]):
             a = self.space.make(genotype)
             key = self.space.canonical(a)
             if genotype not in self.evaluated and key not in canon and self.answerable(a):
-                options.append(a)
                 canon.add(key)
-        chosen = options[:want] if self.uncertainty_weight == 0 else self._most_promising(options, candidates, want)
-        # an exhausted neighbourhood still has to make progress: top up with random new cells
-        return chosen + self._random_unseen(want - len(chosen), exclude=canon)
+                yield a
 
     def _most_promising(self, options: list[Architecture], candidates: dict[tuple[int, ...], float],
                         want: int) -> list[Architecture]:
