@@ -179,8 +179,9 @@ def drive(strategy: CRLSO, rounds: int, n: int = 4) -> list:
     return asked
 
 
-def test_strategy_counts_every_decode_and_resumes_exactly():
-    settings = dict(top_k=4, finetune_epochs=2, max_step_size=1.0)
+@pytest.mark.parametrize("seed_latent", ["encoded", "proposed"])
+def test_strategy_counts_every_decode_and_resumes_exactly(seed_latent):
+    settings = dict(top_k=4, finetune_epochs=2, max_step_size=1.0, seed_latent=seed_latent)
     strategy = CRLSO(**settings)
     strategy.setup(NB201, np.random.default_rng(0), small_model())
     drive(strategy, 3 + 2)  # 12 warm-start labels in 3 asks of 4, then 2 search rounds
@@ -198,6 +199,26 @@ def test_strategy_counts_every_decode_and_resumes_exactly():
     resumed.rng.bit_generator.state = strategy.rng.bit_generator.state  # the loop restores its RNG itself
     assert drive(resumed, 2) == drive(strategy, 2)
     assert resumed.stats() == strategy.stats()
+
+
+def test_proposed_seed_latent_continues_from_the_point_decoded():
+    model = small_model()
+    strategy = CRLSO(top_k=4, finetune_epochs=2, max_step_size=1.0, seed_latent="proposed")
+    strategy.setup(NB201, np.random.default_rng(0), model)
+    drive(strategy, 3 + 2)
+    proposed = [a for a, _ in strategy.labelled.values() if a.genotype in strategy.proposed_at]
+    assert len(proposed) == strategy.stats()["proposed"] > 0
+    points = strategy.latents(proposed)
+    assert [d.arch.genotype for d in model.gvae.decode(points)] == [a.genotype for a in proposed]
+    encodings = model.embed(proposed)
+    assert not torch.allclose(points, encodings)  # a step away from the cell's own encoding
+    warm = model.labelled_archs()
+    assert torch.equal(strategy.latents(warm), model.embed(warm))  # never proposed: encoded
+    encoded = CRLSO(top_k=4, finetune_epochs=2, max_step_size=1.0)
+    encoded.setup(NB201, np.random.default_rng(0), model)
+    assert torch.equal(encoded.latents(proposed), encodings)
+    with pytest.raises(ValueError, match="seed_latent"):
+        CRLSO(seed_latent="decoded")
 
 
 def _roundtrip(state):

@@ -9,6 +9,11 @@ up to `max_step_size`; once eta is at its maximum, the noise sigma grows by `noi
 instead (no upper limit). The new architectures go to the oracle, and `tell` fine-tunes the ICNN
 on every label so far (Alg. 3).
 
+A labelled architecture's latent point (its seed point, and its input to the fine-tune) is its
+encoding, or with `seed_latent="proposed"` the point it was decoded from: then the next step from
+it continues where the last one ended ("(8) can be performed multiple times by iteratively
+assigning a new z", Sec. III-E1; the authors' code keeps that point too).
+
 The first asks return the fit's labelled architectures (`warm_start`), so the search pays for the
 labels its predictor was trained on, as the paper's query counts do.
 
@@ -31,6 +36,8 @@ from lightning_nas.search.strategy import Strategy
 from lightning_nas.spaces.base import Architecture
 
 DECODE_CHUNK = 16  # attempts decoded per batch
+
+SEED_LATENTS = ("encoded", "proposed")  # where a labelled architecture's latent point comes from
 
 COUNTERS = (
     "warm_start_queries",  # the fit's labelled architectures, re-queried so the budget counts them
@@ -67,6 +74,7 @@ class CRLSO(Strategy):
         finetune_batch_size: int = 32,
         finetune_latent_noise: float = 0.05,
         warm_start: bool = True,
+        seed_latent: str = "encoded",
     ):
         """Step sizes are unit-free: with `normalize_gradient` the step is eta times the radius of
         the pool's latent cloud (the norm of the per-dimension spread `model.latent_std`) along the
@@ -81,12 +89,14 @@ class CRLSO(Strategy):
             raise ValueError("step_increment and noise_increment must be > 0 and noise >= 0")
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
+        if seed_latent not in SEED_LATENTS:
+            raise ValueError(f"seed_latent must be one of {', '.join(SEED_LATENTS)}, got {seed_latent!r}")
         self.top_k, self.step_size, self.step_increment = top_k, step_size, step_increment
         self.max_step_size, self.noise, self.noise_increment = max_step_size, noise, noise_increment
         self.normalize_gradient, self.max_attempts = normalize_gradient, max_attempts
         self.finetune_epochs, self.finetune_lr, self.finetune_betas = finetune_epochs, finetune_lr, tuple(finetune_betas)
         self.finetune_batch_size, self.finetune_latent_noise = finetune_batch_size, finetune_latent_noise
-        self.warm_start = warm_start
+        self.warm_start, self.seed_latent = warm_start, seed_latent
 
     # --- setup ---------------------------------------------------------------------------
     def setup(self, space, rng, surrogate=None) -> None:
@@ -112,7 +122,8 @@ class CRLSO(Strategy):
         self.warm_index = 0
         self.counts = {name: 0 for name in COUNTERS}
         self.last_finetune_loss = float("nan")
-        self._latents: dict[tuple[int, ...], torch.Tensor] = {}
+        self._latents: dict[tuple[int, ...], torch.Tensor] = {}  # encodings, by genotype
+        self.proposed_at: dict[tuple[int, ...], torch.Tensor] = {}  # the point each proposal was decoded from
 
     # --- ask / tell ----------------------------------------------------------------------
     def ask(self, n: int) -> list[Architecture]:
@@ -171,14 +182,15 @@ class CRLSO(Strategy):
                 schedule.append(self._grow(*schedule[-1]))
             etas, sigmas = (torch.tensor(v, dtype=z0.dtype, device=z0.device).unsqueeze(1) for v in zip(*schedule))
             eps = torch.randn(chunk, z0.shape[0], generator=self.generator).to(z0.device)
-            steps = etas * self.step_unit * direction + sigmas * self.model.latent_std * eps
-            for decoded in self.model.gvae.decode(z0 + steps):
+            points = z0 + (etas * self.step_unit * direction + sigmas * self.model.latent_std * eps)
+            for point, decoded in zip(points, self.model.gvae.decode(points)):
                 attempts += 1
                 self._count(decoded.status)
                 if decoded.arch is not None:
                     key = self.space.key(decoded.arch)
                     if self._is_new(key, taken):
                         self.counts["proposed"] += 1
+                        self.proposed_at[decoded.arch.genotype] = point.clone()
                         return decoded.arch
                     self.counts["decoded_known"] += 1
                 grown = self._grow(eta, sigma)
@@ -208,11 +220,14 @@ class CRLSO(Strategy):
 
     # --- the ICNN fine-tune (Alg. 3) -----------------------------------------------------
     def latents(self, archs: Sequence[Architecture]) -> torch.Tensor:
-        missing = [a for a in archs if a.genotype not in self._latents]
+        """Each architecture's latent point: where it was proposed from (`seed_latent="proposed"`),
+        else (and for the warm start's and fallback's architectures) its encoding."""
+        points = self.proposed_at if self.seed_latent == "proposed" else {}
+        missing = [a for a in archs if a.genotype not in self._latents and a.genotype not in points]
         if missing:
             for a, z in zip(missing, self.model.embed(missing)):
                 self._latents[a.genotype] = z
-        return torch.stack([self._latents[a.genotype] for a in archs])
+        return torch.stack([points.get(a.genotype, self._latents.get(a.genotype)) for a in archs])
 
     def finetune(self) -> None:
         archs = [a for a, _ in self.labelled.values()]
@@ -242,6 +257,8 @@ class CRLSO(Strategy):
             "last_finetune_loss": self.last_finetune_loss,
             "head": {k: v.detach().clone() for k, v in self.model.head.state_dict().items()},
             "generator": self.generator.get_state(),
+            "proposed": [list(g) for g in self.proposed_at],
+            "proposed_at": torch.stack(list(self.proposed_at.values())).cpu() if self.proposed_at else None,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -254,3 +271,6 @@ class CRLSO(Strategy):
         self.last_finetune_loss = float(state["last_finetune_loss"])
         self.model.head.load_state_dict(state["head"])
         self.generator.set_state(state["generator"])
+        points = state.get("proposed_at")  # absent in states written before seed_latent existed
+        self.proposed_at = {tuple(g): z.to(self.model.device) for g, z in
+                            zip(state.get("proposed", []), points if points is not None else [])}
