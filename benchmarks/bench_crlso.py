@@ -1,14 +1,16 @@
 """CR-LSO measurements (issue 5) on the real NAS-Bench-201 tables.
 
-    python benchmarks/bench_crlso.py all --seeds 3          # everything below, then the report
-    python benchmarks/bench_crlso.py latent                 # latent size: round trip + ICNN tau
-    python benchmarks/bench_crlso.py heads                  # ICNN vs MLP tau, PCA with / without regularisation
-    python benchmarks/bench_crlso.py search --protocol cifar10 --seeds 3
-    python benchmarks/bench_crlso.py report                 # benchmarks/results/crlso.{json,md}
+    python benchmarks/bench_crlso.py all        # everything below, then the report
+    python benchmarks/bench_crlso.py latent     # latent size: round trip + ICNN tau
+    python benchmarks/bench_crlso.py heads      # ICNN vs MLP tau, PCA with / without regularisation
+    python benchmarks/bench_crlso.py report     # benchmarks/results/crlso.{json,md}
 
-Each part (and each seed) is saved under benchmarks/runs/crlso/parts/ as it finishes and skipped
-when run again (unless --redo), so the measurement can be run piecewise, and parts in parallel, on a
-busy machine; `report` merges them into benchmarks/results/crlso.{json,md,png}.
+The search itself (20 seeds per NB201 protocol at 100 / 150 / 300 queries, beside random search and
+regularized evolution in the same run) is measured by `lightning-nas report` (benchmarks/REPORT.md).
+
+Each part is saved under benchmarks/runs/crlso/parts/ as it finishes and skipped when run again
+(unless --redo), so the parts can run separately on a busy machine; `report` merges them, over the
+committed benchmarks/results/crlso.json, into benchmarks/results/crlso.{json,md,png}.
 """
 from __future__ import annotations
 
@@ -39,13 +41,11 @@ PROTOCOLS = {
     "imagenet16": ([SHARED / "nb201_200ep.csv.gz", SHARED / "nb201_12ep.csv.gz"], "imagenet16_valid_acc@nb201_12ep", "imagenet16_test_acc"),
 }
 
-# the settings of configs/nb201/crlso_fit.yaml and configs/nb201/crlso.yaml
+# the settings of configs/nb201/crlso_fit.yaml
 FIT = dict(latent_dim=16, hidden=128, decoder_hidden=128, head_hidden=256, head_layers=3, beta=0.005,
            prediction_weight=0.01, posterior_noise=0.01, semi_epochs=200, semi_batch_size=32, semi_lr=1e-3, lr=1e-3)
 FIT_EPOCHS = 4
 NUM_LABELLED = 50
-SEARCH = dict(top_k=10)  # the strategy's defaults otherwise (= configs/nb201/crlso.yaml)
-BUDGETS = (100, 150, 300)
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -60,8 +60,9 @@ def save_part(name: str, value: Any) -> None:
 
 
 def load_results() -> dict[str, Any]:
-    """Every finished part, merged (what the report and crlso.json hold)."""
-    return {p.stem: json.loads(p.read_text()) for p in sorted(PARTS.glob("*.json"))} if PARTS.is_dir() else {}
+    """The committed results, updated by every part finished here (what the report and crlso.json hold)."""
+    committed = json.loads(OUT_JSON.read_text()) if OUT_JSON.is_file() else {}
+    return {**committed, **{p.stem: json.loads(p.read_text()) for p in sorted(PARTS.glob("*.json"))}}
 
 
 def fit(protocol: str, seed: int, pool_holdout: float = 0.0, epochs: int = FIT_EPOCHS, **overrides: Any):
@@ -199,75 +200,14 @@ def pca_figure(latents: dict[str, tuple[np.ndarray, np.ndarray]]) -> Path:
     return path
 
 
-def part_search(protocol: str, seeds: list[int], baseline_seeds: int) -> None:
-    from lightning_nas.data.datamodule import ArchitectureDataModule
-    from lightning_nas.search.baselines import RandomSearch, RegularizedEvolution
-    from lightning_nas.search.crlso import CRLSO
-    from lightning_nas.search.runner import run_search
-
-    tables, target, report = PROTOCOLS[protocol]
-    runs_dir = ROOT / "benchmarks" / "runs" / "crlso" / protocol
-    name = f"search_{protocol}"
-    part = load_part(name) or {"target": target, "report": report, "num_labelled": NUM_LABELLED,
-                               "crlso_seeds": [], "baseline_seeds": 0, "runs": {"CR-LSO": [], "RS": [], "RE": []}}
-    if part["baseline_seeds"] < baseline_seeds:
-        base = ArchitectureDataModule([str(t) for t in tables], target, num_labelled=0)
-        for method in ("RS", "RE"):
-            part["runs"][method] = []
-            for seed in range(baseline_seeds):
-                strategy = RandomSearch() if method == "RS" else RegularizedEvolution(10, 3)
-                run_dir = runs_dir / f"{method.lower()}_seed{seed}"
-                result = run_search(base, strategy, budget=max(BUDGETS), report=[report], run_dir=str(run_dir),
-                                    seed=seed, progress=False)
-                part["runs"][method].append(summarise_run(result, run_dir, report))
-        part["baseline_seeds"] = baseline_seeds
-        save_part(name, part)
-    for seed in seeds:
-        if seed in part["crlso_seeds"]:
-            continue
-        model, dm, fit_s = fit(protocol, seed)
-        L.seed_everything(seed, verbose=False)
-        result = run_search(dm, CRLSO(**SEARCH), model=model, budget=max(BUDGETS), report=[report],
-                            run_dir=str(runs_dir / f"crlso_seed{seed}"), ask_batch=SEARCH["top_k"], seed=seed, progress=False)
-        summary = summarise_run(result, runs_dir / f"crlso_seed{seed}", report, fit_s, model.semi_val_tau)
-        part["runs"]["CR-LSO"].append({"seed": seed, **summary})
-        part["crlso_seeds"].append(seed)
-        print(protocol, "CR-LSO", part["runs"]["CR-LSO"][-1], flush=True)
-        save_part(name, part)
-
-
-def summarise_run(result: dict, run_dir: Path, report: str, fit_s: float | None = None,
-                  semi_tau: float | None = None) -> dict:
-    from lightning_nas.search.loop import best_after, wall_time
-
-    row = {f"test@{b}": best_after(result, b)["report"][report] for b in BUDGETS}
-    row.update({f"valid@{b}": best_after(result, b)["score"] for b in BUDGETS})
-    row["search_s"] = wall_time(run_dir)  # timing.json, beside results.json
-    if fit_s is not None:
-        row["fit_s"] = round(fit_s, 1)
-        row["semi_tau"] = semi_tau
-        row["stats"] = result["strategy_stats"]
-    return row
-
-
 # --- report --------------------------------------------------------------------------------
-def mean_std(values: list[float]) -> str:
-    if not values:
-        return "—"
-    return f"{np.mean(values):.2f} ± {np.std(values):.2f}"
-
-
 def part_report() -> None:
     results = load_results()
     lines = ["# CR-LSO on NAS-Bench-201 (measured)", "",
              "Produced by `python benchmarks/bench_crlso.py` on a shared 2-core CPU; all numbers from the",
-             "real NB201 tables in ../shared/benchmarks. Seeds are few (CPU budget): read the spreads.", "",
-             f"Settings: the configs' (`configs/nb201/crlso*.yaml`): {NUM_LABELLED} labelled architectures (seeded by",
-             f"the run's seed, re-queried first so the budget counts them), G-VAE + ICNN fitted for {FIT_EPOCHS} epochs,",
-             "one fresh fit per CR-LSO seed; one search run per seed to 300 queries, read off at 100 / 150 / 300.",
-             "RS and RE (population 10, tournament 3) run through the same loop and oracle.",
-             "Caveat: eta_max / step sizes were picked between two settings on CIFAR-10 seeds 0 and 1 by test",
-             "accuracy (as the paper's Sec. V-E tuned on test); seeds 2 and 3 and the other protocols were not used.", ""]
+             "real NB201 tables in ../shared/benchmarks.", "",
+             f"Settings: those of `configs/nb201/crlso_fit.yaml`: {NUM_LABELLED} labelled architectures drawn by the",
+             f"seed, a semi-supervised GNN labels the rest, G-VAE + ICNN fitted jointly for {FIT_EPOCHS} epochs.", ""]
     if "latent" in results:
         part = results["latent"]
         lines += [f"## Latent size (CIFAR-10 labels, {part['num_labelled']} labelled, seed {part['seed']}; "
@@ -290,25 +230,10 @@ def part_report() -> None:
         if (RESULTS / "crlso.png").is_file():
             lines += ["", "![latent space, PCA](crlso.png)"]
         lines.append("")
-    for protocol in PROTOCOLS:
-        part = results.get(f"search_{protocol}")
-        if not part:
-            continue
-        lines += [f"## Search, {protocol}: search on `{part['target']}`, report `{part['report']}` "
-                  f"(CR-LSO seeds {len(part['crlso_seeds'])}, baselines {part['baseline_seeds']} seeds)", "",
-                  "| method | " + " | ".join(f"test @{b}" for b in BUDGETS) + " |", "|---|" + "---|" * len(BUDGETS)]
-        for name, runs in part["runs"].items():
-            lines.append(f"| {name} | " + " | ".join(mean_std([r[f'test@{b}'] for r in runs]) for b in BUDGETS) + " |")
-        crlso = part["runs"]["CR-LSO"]
-        if crlso:
-            keys = ["decodes", "decoded_valid", "decoded_repaired", "decoded_invalid", "decoded_known", "fallback_mutations"]
-            totals = {k: int(sum(r["stats"][k] for r in crlso)) for k in keys}
-            per_seed = ", ".join(f"{r['test@100']:.2f}" for r in crlso)
-            lines += ["", f"CR-LSO per seed, test @100: {per_seed}. Decodes over all seeds: "
-                      + ", ".join(f"{k} {v}" for k, v in totals.items())
-                      + f"; mean fit {np.mean([r['fit_s'] for r in crlso]):.0f} s, search {np.mean([r['search_s'] for r in crlso]):.0f} s "
-                      f"(wall, shared CPU), semi-supervised GNN tau {np.mean([r['semi_tau'] for r in crlso]):.3f}."]
-        lines.append("")
+    lines += ["## Search", "",
+              "Search at 100 / 150 / 300 queries over 20 seeds on the three NB201 protocols, beside random search",
+              "and regularized evolution in the same run, with every decode counted: `lightning-nas report`",
+              "([../REPORT.md](../REPORT.md)); each run's `results.json` holds the decode counts.", ""]
     RESULTS.mkdir(parents=True, exist_ok=True)
     OUT_JSON.write_text(json.dumps(results, indent=1, default=float))
     (RESULTS / "crlso.md").write_text("\n".join(lines))
@@ -317,16 +242,12 @@ def part_report() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("part", choices=["latent", "heads", "search", "report", "all"])
-    parser.add_argument("--protocol", choices=list(PROTOCOLS), nargs="+", default=list(PROTOCOLS))
-    parser.add_argument("--seeds", type=int, default=3, help="CR-LSO seeds per protocol (each one a full fit)")
-    parser.add_argument("--first-seed", type=int, default=0)
-    parser.add_argument("--baseline-seeds", type=int, default=20)
+    parser.add_argument("part", choices=["latent", "heads", "report", "all"])
     parser.add_argument("--latent-sizes", type=int, nargs="+", default=[8, 16, 32, 64])
     parser.add_argument("--redo", action="store_true", help="forget every finished part and measure again")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    todo = ["latent", "heads", "search"] if args.part == "all" else [args.part]
+    todo = ["latent", "heads"] if args.part == "all" else [args.part]
     if args.redo:
         for path in PARTS.glob("*"):
             path.unlink()
@@ -334,9 +255,6 @@ def main(argv: list[str] | None = None) -> int:
         part_latent(args.latent_sizes, seed=0)
     if "heads" in todo:
         part_heads(seed=0)
-    if "search" in todo:
-        for protocol in args.protocol:
-            part_search(protocol, list(range(args.first_seed, args.first_seed + args.seeds)), args.baseline_seeds)
     part_report()
     return 0
 

@@ -11,7 +11,7 @@ import torch
 from lightning_nas.nn.gvae import GVAE, INVALID, REPAIRED, VALID, DecoderOutput, codec_for, kl_divergence, reconstruction_loss
 from lightning_nas.nn.icnn import ICNN, MLPHead
 from lightning_nas.predictors.crlso import CRLSOModel
-from lightning_nas.search.crlso import CRLSO
+from lightning_nas.search.crlso import CRLSO, normal_scores
 from tiny_crlso import tiny_crlso
 from lightning_nas.spaces import get_space
 
@@ -179,9 +179,10 @@ def drive(strategy: CRLSO, rounds: int, n: int = 4) -> list:
     return asked
 
 
-@pytest.mark.parametrize("seed_latent", ["encoded", "proposed"])
-def test_strategy_counts_every_decode_and_resumes_exactly(seed_latent):
-    settings = dict(top_k=4, finetune_epochs=2, max_step_size=1.0, seed_latent=seed_latent)
+@pytest.mark.parametrize("options", [dict(seed_latent="encoded"), dict(seed_latent="proposed"),
+                                     dict(finetune_target="rank", finetune_from="fit")])
+def test_strategy_counts_every_decode_and_resumes_exactly(options):
+    settings = dict(top_k=4, finetune_epochs=2, max_step_size=1.0, **options)
     strategy = CRLSO(**settings)
     strategy.setup(NB201, np.random.default_rng(0), small_model())
     drive(strategy, 3 + 2)  # 12 warm-start labels in 3 asks of 4, then 2 search rounds
@@ -219,6 +220,37 @@ def test_proposed_seed_latent_continues_from_the_point_decoded():
     assert torch.equal(encoded.latents(proposed), encodings)
     with pytest.raises(ValueError, match="seed_latent"):
         CRLSO(seed_latent="decoded")
+
+
+def test_normal_scores_keep_the_order_and_spread_the_best():
+    y = torch.tensor([91.5, 10.0, 91.6, 85.0, 91.4])
+    scores = normal_scores(y)
+    assert torch.equal(torch.argsort(scores), torch.argsort(y))
+    assert torch.allclose(scores.sum(), torch.tensor(0.0), atol=1e-6)  # symmetric about zero
+    assert torch.allclose(scores[[1, 2]], torch.tensor([-1.2816, 1.2816]), atol=1e-4)  # quantiles 0.1, 0.9
+    z = (y - y.mean()) / y.std()
+    assert scores[2] - scores[0] > 10 * (z[2] - z[0])  # the collapsed cell no longer squeezes the best together
+
+
+@pytest.mark.parametrize("start", ["fit", "last"])
+def test_finetune_from_fit_does_not_depend_on_earlier_rounds(start):
+    settings = dict(top_k=4, finetune_epochs=2, max_step_size=1.0, finetune_target="rank", finetune_from=start)
+    searched = CRLSO(**settings)
+    searched.setup(NB201, np.random.default_rng(0), small_model())
+    drive(searched, 3 + 2)  # three fine-tunes so far
+    fresh = CRLSO(**settings)
+    fresh.setup(NB201, np.random.default_rng(0), small_model())
+    fresh.labelled = dict(searched.labelled)
+    fresh.generator.set_state(searched.generator.get_state())
+    searched.finetune()
+    fresh.finetune()
+    same = all(torch.equal(a, b) for a, b in zip(searched.model.head.state_dict().values(),
+                                                  fresh.model.head.state_dict().values()))
+    assert same == (start == "fit")  # "last" continues the head the earlier rounds tuned
+    with pytest.raises(ValueError, match="finetune_from"):
+        CRLSO(finetune_from="scratch")
+    with pytest.raises(ValueError, match="finetune_target"):
+        CRLSO(finetune_target="raw")
 
 
 def _roundtrip(state):

@@ -9,6 +9,13 @@ up to `max_step_size`; once eta is at its maximum, the noise sigma grows by `noi
 instead (no upper limit). The new architectures go to the oracle, and `tell` fine-tunes the ICNN
 on every label so far (Alg. 3).
 
+Two fine-tune options serve Sec. III-E2's aim, a predictor accurate "in the performance highland":
+`finetune_target="rank"` regresses the labels' normal scores (the standard-normal quantile of each
+label's rank) instead of the z-scored labels, so the few collapsed cells (10% accuracy) no longer
+dominate the squared error and the best cells are spread apart; `finetune_from="fit"` starts every
+round's fine-tune from the fitted ICNN, which learned the whole space from the pseudo-labels,
+instead of from the last round's head, which drifts toward the region searched so far.
+
 A labelled architecture's latent point (its seed point, and its input to the fine-tune) is its
 encoding, or with `seed_latent="proposed"` the point it was decoded from: then the next step from
 it continues where the last one ended ("(8) can be performed multiple times by iteratively
@@ -38,6 +45,8 @@ from lightning_nas.spaces.base import Architecture
 DECODE_CHUNK = 16  # attempts decoded per batch
 
 SEED_LATENTS = ("encoded", "proposed")  # where a labelled architecture's latent point comes from
+FINETUNE_TARGETS = ("zscore", "rank")  # what the ICNN regresses: z-scored labels or their normal scores
+FINETUNE_STARTS = ("last", "fit")  # each fine-tune continues the last round's head or restarts from the fit's
 
 COUNTERS = (
     "warm_start_queries",  # the fit's labelled architectures, re-queried so the budget counts them
@@ -75,6 +84,8 @@ class CRLSO(Strategy):
         finetune_latent_noise: float = 0.05,
         warm_start: bool = True,
         seed_latent: str = "encoded",
+        finetune_target: str = "zscore",
+        finetune_from: str = "last",
     ):
         """Step sizes are unit-free: with `normalize_gradient` the step is eta times the radius of
         the pool's latent cloud (the norm of the per-dimension spread `model.latent_std`) along the
@@ -89,14 +100,18 @@ class CRLSO(Strategy):
             raise ValueError("step_increment and noise_increment must be > 0 and noise >= 0")
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
-        if seed_latent not in SEED_LATENTS:
-            raise ValueError(f"seed_latent must be one of {', '.join(SEED_LATENTS)}, got {seed_latent!r}")
+        for name, value, allowed in (("seed_latent", seed_latent, SEED_LATENTS),
+                                     ("finetune_target", finetune_target, FINETUNE_TARGETS),
+                                     ("finetune_from", finetune_from, FINETUNE_STARTS)):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
         self.top_k, self.step_size, self.step_increment = top_k, step_size, step_increment
         self.max_step_size, self.noise, self.noise_increment = max_step_size, noise, noise_increment
         self.normalize_gradient, self.max_attempts = normalize_gradient, max_attempts
         self.finetune_epochs, self.finetune_lr, self.finetune_betas = finetune_epochs, finetune_lr, tuple(finetune_betas)
         self.finetune_batch_size, self.finetune_latent_noise = finetune_batch_size, finetune_latent_noise
         self.warm_start, self.seed_latent = warm_start, seed_latent
+        self.finetune_target, self.finetune_from = finetune_target, finetune_from
 
     # --- setup ---------------------------------------------------------------------------
     def setup(self, space, rng, surrogate=None) -> None:
@@ -116,6 +131,7 @@ class CRLSO(Strategy):
         # eta is in units of the latent cloud's radius when the gradient is normalised
         self.step_unit = float(model.latent_std.norm()) if self.normalize_gradient else 1.0
         self.generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        self.fitted_head = {k: v.detach().clone() for k, v in model.head.state_dict().items()}
         self.labelled: dict[str, tuple[Architecture, float]] = {}
         self.asked: set[str] = set()  # proposed keys, told or not (the oracle may not know some)
         self.warm = model.labelled_archs() if self.warm_start else []
@@ -190,7 +206,8 @@ class CRLSO(Strategy):
                     key = self.space.key(decoded.arch)
                     if self._is_new(key, taken):
                         self.counts["proposed"] += 1
-                        self.proposed_at[decoded.arch.genotype] = point.clone()
+                        if self.seed_latent == "proposed":
+                            self.proposed_at[decoded.arch.genotype] = point.clone()
                         return decoded.arch
                     self.counts["decoded_known"] += 1
                 grown = self._grow(eta, sigma)
@@ -233,8 +250,11 @@ class CRLSO(Strategy):
         archs = [a for a, _ in self.labelled.values()]
         y = torch.tensor([s for _, s in self.labelled.values()], dtype=torch.float32)
         z = self.latents(archs)
+        target = normal_scores(y) if self.finetune_target == "rank" else self.model.standardise(y)
+        if self.finetune_from == "fit":
+            self.model.head.load_state_dict(self.fitted_head)
         self.last_finetune_loss = self.model.finetune_head(
-            z, self.model.standardise(y).to(z.device), self.finetune_epochs, self.finetune_lr, self.finetune_betas,
+            z, target.to(z.device), self.finetune_epochs, self.finetune_lr, self.finetune_betas,
             self.finetune_batch_size, self.finetune_latent_noise, self.generator,
         )
         self.counts["finetunes"] += 1
@@ -274,3 +294,9 @@ class CRLSO(Strategy):
         points = state.get("proposed_at")  # absent in states written before seed_latent existed
         self.proposed_at = {tuple(g): z.to(self.model.device) for g, z in
                             zip(state.get("proposed", []), points if points is not None else [])}
+
+
+def normal_scores(y: torch.Tensor) -> torch.Tensor:
+    """The standard-normal quantile of each value's rank, (rank + 0.5) / n (ties in the order given)."""
+    ranks = torch.argsort(torch.argsort(y, stable=True), stable=True).double()
+    return torch.special.ndtri((ranks + 0.5) / len(y)).to(y.dtype)
