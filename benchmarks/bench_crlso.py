@@ -34,12 +34,8 @@ OUT_JSON = RESULTS / "crlso.json"
 PARTS = ROOT / "benchmarks" / "runs" / "crlso" / "parts"  # one file per part: parts may run in parallel
 FITS = ROOT / "benchmarks" / "runs" / "crlso" / "fits"
 
-PROTOCOLS = {
-    # search on a validation column, report the 200-epoch test accuracy (shared/benchmarks/README.md)
-    "cifar10": ([SHARED / "nb201_200ep.csv.gz"], "cifar10_valid_valid_acc", "cifar10_test_acc"),
-    "cifar100": ([SHARED / "nb201_200ep.csv.gz", SHARED / "nb201_12ep.csv.gz"], "cifar100_valid_acc@nb201_12ep", "cifar100_test_acc"),
-    "imagenet16": ([SHARED / "nb201_200ep.csv.gz", SHARED / "nb201_12ep.csv.gz"], "imagenet16_valid_acc@nb201_12ep", "imagenet16_test_acc"),
-}
+# the CIFAR-10 protocol (shared/benchmarks/README.md): what the fits here learn from
+TABLES, TARGET = [SHARED / "nb201_200ep.csv.gz"], "cifar10_valid_valid_acc"
 
 # the settings of configs/nb201/crlso_fit.yaml
 FIT = dict(latent_dim=16, hidden=128, decoder_hidden=128, head_hidden=256, head_layers=3, beta=0.005,
@@ -65,19 +61,18 @@ def load_results() -> dict[str, Any]:
     return {**committed, **{p.stem: json.loads(p.read_text()) for p in sorted(PARTS.glob("*.json"))}}
 
 
-def fit(protocol: str, seed: int, pool_holdout: float = 0.0, epochs: int = FIT_EPOCHS, **overrides: Any):
+def fit(seed: int, pool_holdout: float = 0.0, epochs: int = FIT_EPOCHS, **overrides: Any):
     """A fitted model, from the fit cache when the same fit was made before (CPU is scarce)."""
     from lightning_nas.data.gvae import GVAEDataModule
     from lightning_nas.predictors.crlso import CRLSOModel
     from lightning_nas.predictors.evaluate import quiet_trainer
 
-    tables, target, _ = PROTOCOLS[protocol]
     L.seed_everything(seed, verbose=False)
-    dm = GVAEDataModule([str(t) for t in tables], target, num_labelled=NUM_LABELLED, seed=seed,
+    dm = GVAEDataModule([str(t) for t in TABLES], TARGET, num_labelled=NUM_LABELLED, seed=seed,
                         batch_size=64, max_val=500, pool_holdout=pool_holdout)
     settings = {**FIT, **overrides}
     model = CRLSOModel("nb201", **settings, max_epochs_hint=epochs)
-    key = json.dumps([protocol, seed, pool_holdout, epochs, NUM_LABELLED, settings], sort_keys=True)
+    key = json.dumps(["cifar10", seed, pool_holdout, epochs, NUM_LABELLED, settings], sort_keys=True)
     cached = FITS / f"{hashlib.sha1(key.encode()).hexdigest()[:16]}.pt"
     if cached.is_file():
         dm.setup()
@@ -127,7 +122,7 @@ def part_latent(sizes: list[int], seed: int) -> None:
     for d in sizes:
         if any(r["latent_dim"] == d for r in part["rows"]):
             continue
-        model, dm, seconds = fit("cifar10", seed, pool_holdout=0.2, latent_dim=d)
+        model, dm, seconds = fit(seed, pool_holdout=0.2, latent_dim=d)
         row = {"latent_dim": d, **round_trip(model, dm.pool_holdout_archs), "icnn_tau": heldout_tau(model, dm),
                "semi_tau": model.semi_val_tau, "fit_s": round(seconds, 1)}
         if d == FIT["latent_dim"]:
@@ -142,7 +137,7 @@ def part_heads(seed: int) -> None:
     """The unconstrained G-VAE (head on a detached latent) beside the regularised one: tau and the
     PCA figure (paper Fig. 2). The regularised latents come from `part_latent`."""
     if load_part("heads_unconstrained") is None:
-        model, dm, _ = fit("cifar10", seed, pool_holdout=0.2, regularize=False)
+        model, dm, _ = fit(seed, pool_holdout=0.2, regularize=False)
         save_part("heads_unconstrained", {"joint_head_tau": heldout_tau(model, dm)})
         save_latents("unconstrained", model, dm)
     names = [n for n in ("unconstrained", "regularized") if (PARTS / f"latents_{n}.npz").is_file()]

@@ -131,7 +131,8 @@ class CRLSO(Strategy):
         # eta is in units of the latent cloud's radius when the gradient is normalised
         self.step_unit = float(model.latent_std.norm()) if self.normalize_gradient else 1.0
         self.generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
-        self.fitted_head = {k: v.detach().clone() for k, v in model.head.state_dict().items()}
+        if self.finetune_from == "fit":  # what every fine-tune starts from
+            self.fitted_head = {k: v.detach().clone() for k, v in model.head.state_dict().items()}
         self.labelled: dict[str, tuple[Architecture, float]] = {}
         self.asked: set[str] = set()  # proposed keys, told or not (the oracle may not know some)
         self.warm = model.labelled_archs() if self.warm_start else []
