@@ -65,7 +65,7 @@ def fit(seed: int, pool_holdout: float = 0.0, epochs: int = FIT_EPOCHS, **overri
     """A fitted model, from the fit cache when the same fit was made before (CPU is scarce)."""
     from lightning_nas.data.gvae import GVAEDataModule
     from lightning_nas.predictors.crlso import CRLSOModel
-    from lightning_nas.predictors.evaluate import quiet_trainer
+    from lightning_nas.training import quiet_trainer
 
     L.seed_everything(seed, verbose=False)
     dm = GVAEDataModule([str(t) for t in TABLES], TARGET, num_labelled=NUM_LABELLED, seed=seed,

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lightning_nas.search.loop import atomic_write
+from lightning_nas.io import atomic_write
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "benchmarks"

@@ -29,7 +29,8 @@ import numpy as np
 import torch
 import yaml
 
-from lightning_nas.predictors.evaluate import difference_tau, epochs_for, instantiate, quiet_trainer
+from lightning_nas.predictors.evaluate import difference_tau, epochs_for, instantiate
+from lightning_nas.training import quiet_trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "benchmarks"

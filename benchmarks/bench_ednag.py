@@ -69,7 +69,7 @@ def fit_predictor(name: str, p: dict[str, Any], labels: int) -> dict[str, Any]:
     import lightning as L
 
     from lightning_nas.data.datamodule import ArchitectureDataModule
-    from lightning_nas.predictors.evaluate import quiet_trainer
+    from lightning_nas.training import quiet_trainer
     from lightning_nas.predictors.gin import GINRegressor
 
     ckpt = RUNS / f"gin_{name}_{labels}.ckpt"

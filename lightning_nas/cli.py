@@ -23,7 +23,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from lightning_nas.benchmarks.oracle import Oracle
 from lightning_nas.data.datamodule import ArchitectureDataModule
-from lightning_nas.search.loop import WriteError
+from lightning_nas.io import WriteError
 from lightning_nas.search.stopping import SearchStopped
 from lightning_nas.search.strategy import Strategy
 

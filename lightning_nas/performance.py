@@ -113,7 +113,7 @@ class ThroughputTimer(L.Callback):
 def training_throughput(make_model: Callable[[], L.LightningModule], datamodule: L.LightningDataModule,
                         epochs: int = 2, seed: int = 0) -> dict[str, Any]:
     """Items per second of `epochs` training epochs, the first one (warm-up) not counted."""
-    from lightning_nas.predictors.evaluate import quiet_trainer
+    from lightning_nas.training import quiet_trainer
 
     if epochs < 2:
         raise ValueError("training_throughput needs at least 2 epochs (the first one is warm-up)")

@@ -31,7 +31,7 @@ import numpy as np
 import yaml
 
 from lightning_nas.cli import one_line
-from lightning_nas.search.loop import atomic_write
+from lightning_nas.io import atomic_write
 
 SHARED = "../shared/benchmarks"
 NB201_12 = f"{SHARED}/nb201_12ep.csv.gz"
@@ -263,7 +263,7 @@ def measure_performance(names: list[str], quick: bool, producers: dict[str, Path
     import torch
 
     from lightning_nas import performance
-    from lightning_nas.predictors.evaluate import quiet_trainer
+    from lightning_nas.training import quiet_trainer
     from lightning_nas.spaces.base import get_space
 
     ensure_predictors_fitted(names, producers, log)

@@ -101,7 +101,7 @@ class Benchmark:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write atomically: a crash never leaves a half-written archive under `path`."""
-        from lightning_nas.search.loop import atomic_write  # not at the top: search.loop imports the oracle
+        from lightning_nas.io import atomic_write
 
         path = Path(path)
         meta = {

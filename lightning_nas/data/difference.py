@@ -137,7 +137,7 @@ class ProxyCache:
     def save(self) -> None:
         if self.path is None:
             return
-        from lightning_nas.search.loop import atomic_write
+        from lightning_nas.io import atomic_write
 
         merged = {**self._read(), **self.values}  # keep what another run added meanwhile
         atomic_write(self.path, json.dumps({"settings": self.settings, "values": merged}))

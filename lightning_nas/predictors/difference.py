@@ -21,7 +21,7 @@ from torch_geometric.nn import MLP
 from lightning_nas.data.difference import DifferenceBatch, difference_loader
 from lightning_nas.encodings.difference import check_encoding, encode, encoding_size
 from lightning_nas.predictors.base import Predictor
-from lightning_nas.predictors.evaluate import quiet_trainer
+from lightning_nas.training import quiet_trainer
 from lightning_nas.spaces.base import Architecture, SearchSpace, get_space
 
 MODES = ("difference", "absolute")

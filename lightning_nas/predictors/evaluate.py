@@ -19,19 +19,13 @@ import torch
 import yaml
 from torchmetrics.functional.regression import kendall_rank_corrcoef
 
+from lightning_nas.training import quiet_trainer
+
 
 def instantiate(spec: dict[str, Any], **overrides: Any) -> Any:
     """The object a config entry names (`class_path` + `init_args`), with some arguments replaced."""
     module, _, name = spec["class_path"].rpartition(".")
     return getattr(importlib.import_module(module), name)(**{**(spec.get("init_args") or {}), **overrides})
-
-
-def quiet_trainer(max_epochs: int, **kwargs: Any) -> L.Trainer:
-    """A CPU trainer without logger, checkpoints, progress bar or validation."""
-    settings = dict(max_epochs=max_epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
-                    enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
-                    num_sanity_val_steps=0)
-    return L.Trainer(**{**settings, **kwargs})
 
 
 def fit_and_test(make_model: Callable[[], L.LightningModule], datamodule: L.LightningDataModule, epochs: int,

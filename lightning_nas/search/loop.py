@@ -2,16 +2,14 @@
 from __future__ import annotations
 
 import csv
-import errno
 import io
 import json
 import math
 import os
 import random
-import tempfile
 import time
 from pathlib import Path
-from typing import Any, BinaryIO, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,6 +17,7 @@ import torch
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from lightning_nas.benchmarks.oracle import Evaluation, NotInBenchmark, Oracle
+from lightning_nas.io import atomic_write
 from lightning_nas.search.ranks import Ranks
 from lightning_nas.search.stopping import StopRequests
 from lightning_nas.search.strategy import Strategy
@@ -26,42 +25,6 @@ from lightning_nas.search.strategy import Strategy
 STATE_FILE = "search_state.pt"
 TIMING_FILE = "timing.json"  # wall-clock figures live apart, so a resumed run's results.json is byte-identical
 STALL_LIMIT = 1000  # consecutive asks that bring nothing new before the loop gives up
-
-
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
-
-
-class WriteError(OSError):
-    """A file could not be written (e.g. a full disk); the file it was to replace is intact."""
-
-
-def atomic_write(path: Path, data: bytes | str | Callable[[BinaryIO], Any],
-                 rerun: str = "rerun the same command: it resumes") -> None:
-    """Write to a temporary file beside `path`, then rename: readers never see half a file.
-    `data` may be a function that writes into the open file. An OSError (full disk, no permission)
-    leaves `path` as it was and becomes a `WriteError` whose advice ends in `rerun`."""
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are shared like any other file
-        with os.fdopen(fd, "wb") as f:
-            if callable(data):
-                data(f)
-            else:
-                f.write(data.encode() if isinstance(data, str) else data)
-            f.flush()
-            os.fsync(f.fileno())  # on disk before the rename, so a power cut cannot leave an empty file
-        os.replace(tmp, path)
-    except BaseException as e:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        if not isinstance(e, OSError):
-            raise
-        full = e.errno in (errno.ENOSPC, errno.EDQUOT)
-        problem, fix = ("the disk is full", "free space") if full else (e.strerror or str(e), "fix that")
-        raise WriteError(f"{problem}: could not write {path}; {fix} and {rerun}") from e
 
 
 class SearchLoop:

@@ -1,9 +1,6 @@
 """`PredictorSurrogate`: a trained predictor as strategies see it (score, update)."""
 from __future__ import annotations
 
-import logging
-import warnings
-from contextlib import contextmanager
 from typing import Any, Sequence
 
 import lightning as L
@@ -12,7 +9,7 @@ import torch
 
 from lightning_nas.data.datamodule import labelled_loader
 from lightning_nas.encodings.graph import to_batch
-from lightning_nas.predictors.evaluate import quiet_trainer
+from lightning_nas.training import quiet_lightning, quiet_trainer
 from lightning_nas.spaces.base import Architecture, SearchSpace
 
 
@@ -81,20 +78,6 @@ class PredictorSurrogate:
         self.model.load_state_dict(state["model"])
         self.labelled = {tuple(g): float(t) for g, t in zip(state["labelled_genotypes"], state["labelled_y"])}
         self.updates = int(state["updates"])
-
-
-@contextmanager
-def quiet_lightning():
-    """Fine-tuning inside a search happens often; Lightning's per-fit info lines would drown the search's output."""
-    logger = logging.getLogger("lightning.pytorch")
-    level = logger.level
-    logger.setLevel(logging.WARNING)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # e.g. "validation_step but no val_dataloader": intended here
-            yield
-    finally:
-        logger.setLevel(level)
 
 
 def as_numpy(scores: torch.Tensor) -> np.ndarray:

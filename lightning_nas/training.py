@@ -1,0 +1,31 @@
+"""Leaf helpers for the short, silent trainings that happen inside a search or a measurement."""
+from __future__ import annotations
+
+import logging
+import warnings
+from contextlib import contextmanager
+from typing import Any
+
+import lightning as L
+
+
+def quiet_trainer(max_epochs: int, **kwargs: Any) -> L.Trainer:
+    """A CPU trainer without logger, checkpoints, progress bar or validation."""
+    settings = dict(max_epochs=max_epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
+                    enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+                    num_sanity_val_steps=0)
+    return L.Trainer(**{**settings, **kwargs})
+
+
+@contextmanager
+def quiet_lightning():
+    """Fine-tuning inside a search happens often; Lightning's per-fit info lines would drown the search's output."""
+    logger = logging.getLogger("lightning.pytorch")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. "validation_step but no val_dataloader": intended here
+            yield
+    finally:
+        logger.setLevel(level)
