@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from lightning_nas.benchmarks.archive import Benchmark
-from lightning_nas.benchmarks.convert import read_table
+from lightning_nas.benchmarks.converters.tables import read_table
 from lightning_nas.performance import archive_load
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "benchmarks"

@@ -48,7 +48,7 @@ def archive_load(tables: Sequence[str], archive: Path, repeats: int = 3) -> dict
     """Load + first lookup of the tables converted to one native archive (written to `archive`),
     and of the CSV tables."""
     from lightning_nas.benchmarks.archive import Benchmark
-    from lightning_nas.benchmarks.convert import convert
+    from lightning_nas.benchmarks.converters.formats import convert
 
     tables = [str(t) for t in tables]
     archive = convert(tables, archive)

@@ -15,18 +15,12 @@ import pytest
 import torch
 
 from lightning_nas.benchmarks.archive import Benchmark
-from lightning_nas.benchmarks.convert import (
-    ConversionError,
-    convert,
-    convert_main,
-    crc32c,
-    crc32c_many,
-    detect_format,
-    file_stem,
-    parse_model_metrics,
-    read_table,
-    write_tfrecord,
-)
+from lightning_nas.benchmarks.convert import convert_main
+from lightning_nas.benchmarks.converters.common import ConversionError, file_stem
+from lightning_nas.benchmarks.converters.formats import convert, detect_format
+from lightning_nas.benchmarks.converters.nb101 import parse_model_metrics
+from lightning_nas.benchmarks.converters.tables import read_table
+from lightning_nas.benchmarks.converters.tfrecord import crc32c, crc32c_many, write_tfrecord
 from lightning_nas.spaces import get_space
 
 NB201_ARCHS = [

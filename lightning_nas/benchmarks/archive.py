@@ -4,6 +4,9 @@ Contents: `keys` (the benchmark's own architecture keys, unicode), one float32 a
 column (NaN where the benchmark has no value), and `meta`: a JSON string with the space, the
 columns, provenance and a SHA-256 checksum over keys and metric arrays. Loading verifies the
 checksum, so a truncated or edited archive is refused instead of silently mis-reporting.
+
+`Benchmark.load` also reads what is not a native archive (CSV tables, lists of files merged by key)
+through the reader `converters.tables` registers here: the archive never imports its converters.
 """
 from __future__ import annotations
 
@@ -14,19 +17,23 @@ import tokenize
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Sequence
 
 import numpy as np
 
+from lightning_nas.errors import UserError
+from lightning_nas.io import atomic_write
 from lightning_nas.spaces.base import Architecture, SearchSpace, get_space
 
 FORMAT_VERSION = 1
+PathOrPaths = str | os.PathLike | Sequence[str | os.PathLike]
 
 
-class ArchiveError(ValueError):
+class ArchiveError(UserError, ValueError):
     """An archive that cannot be read or trusted (missing, truncated, corrupt, bad checksum)."""
 
 
-class UnknownMetricError(KeyError):
+class UnknownMetricError(UserError, KeyError):
     def __str__(self) -> str:  # KeyError quotes its message; users should see plain text
         return str(self.args[0])
 
@@ -101,8 +108,6 @@ class Benchmark:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write atomically: a crash never leaves a half-written archive under `path`."""
-        from lightning_nas.io import atomic_write
-
         path = Path(path)
         meta = {
             "format": FORMAT_VERSION,
@@ -120,18 +125,15 @@ class Benchmark:
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike | list[str | os.PathLike] | tuple[str | os.PathLike, ...]) -> "Benchmark":
-        if isinstance(path, (list, tuple)):  # several tables merged by key (see convert.read_table)
-            from lightning_nas.benchmarks.convert import read_table
-
-            return read_table(path)
+    def load(cls, path: PathOrPaths) -> "Benchmark":
+        """A native archive, a table, or several of them merged by key (`converters.tables.read_table`)."""
+        if isinstance(path, (list, tuple)):
+            return _read_tables(path)
         path = Path(path)
         if not path.is_file():
             raise ArchiveError(f"benchmark archive {path} does not exist; build one with `lightning-nas convert`")
         if path.suffix != ".npz":
-            from lightning_nas.benchmarks.convert import read_table
-
-            return read_table(path)
+            return _read_tables(path)
         if not zipfile.is_zipfile(path):  # else numpy reads it as a pickle and talks of allow_pickle
             raise ArchiveError(f"benchmark archive {path} is truncated or corrupt (not a zip file); convert it again")
         try:
@@ -148,3 +150,17 @@ class Benchmark:
         if bench.checksum() != meta["sha256"]:
             raise ArchiveError(f"checksum mismatch in benchmark archive {path}: the file was altered; convert it again")
         return bench
+
+
+_table_reader: Callable[[PathOrPaths], Benchmark] | None = None
+
+
+def register_table_reader(reader: Callable[[PathOrPaths], Benchmark]) -> None:
+    """Called by `converters.tables` when it is imported (the `lightning_nas.benchmarks` package imports it)."""
+    global _table_reader
+    _table_reader = reader
+
+
+def _read_tables(path: PathOrPaths) -> Benchmark:
+    assert _table_reader is not None, "lightning_nas.benchmarks imports converters.tables, which registers it"
+    return _table_reader(path)

@@ -5,6 +5,7 @@ import math
 from dataclasses import dataclass, field
 
 from lightning_nas.benchmarks.archive import Benchmark
+from lightning_nas.errors import ConfigError
 from lightning_nas.spaces.base import Architecture, SearchSpace
 
 
@@ -33,7 +34,7 @@ class Oracle:
 
     def __init__(self, space: SearchSpace, budget: int | None = None):
         if budget is not None and budget < 1:
-            raise ValueError(f"budget must be a positive number of queries, got {budget}")
+            raise ConfigError(f"budget must be a positive number of queries, got {budget}")
         self.space = space
         self.budget = budget
         self.seen: dict[str, Evaluation] = {}
