@@ -99,7 +99,7 @@ def run_search_job(config: str, seed: int, budget: int, run_dir: str, extra: lis
     import os
 
     os.chdir(ROOT)  # configs name the shared tables relative to the project root
-    from lightning_nas.search.bench import run_one
+    from lightning_nas.bench import run_one
 
     return run_one(config, seed, budget, run_dir, extra)
 

@@ -18,12 +18,19 @@ from typing import Any
 
 import numpy as np
 
+from lightning_nas.errors import ConfigError, MissingFileError
 from lightning_nas.io import atomic_write
+from lightning_nas.lightning_cli import run_search
 from lightning_nas.search.loop import best_after, mean_std, wall_time
 
 
 #: beside each seed's results: what the run was asked to search (config text and arguments)
 RECIPE_FILE = "bench_recipe.json"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line and exit status 2 from the CLI, not usage + SystemExit
+        raise ConfigError(f"{message}; see `lightning-nas bench --help`")
 
 
 def run_one(config: str, seed: int, budget: int, run_dir: str, extra: list[str]) -> str:
@@ -41,11 +48,9 @@ def run_one(config: str, seed: int, budget: int, run_dir: str, extra: list[str])
     import torch
 
     torch.set_num_threads(1)
-    from lightning_nas.cli import run_cli
-
     sys.argv = sys.argv[:1]  # the worker inherits the parent's argv; LightningCLI must not read it
-    run_cli(["search", "--config", config, "--seed_everything", str(seed), "--budget", str(budget),
-             "--run_dir", run_dir, "--progress", "false", *per_seed])
+    run_search(["--config", config, "--seed_everything", str(seed), "--budget", str(budget),
+                "--run_dir", run_dir, "--progress", "false", *per_seed])
     return run_dir
 
 
@@ -112,19 +117,27 @@ def table_optimum(run_config: dict[str, Any]) -> str | None:
 
 
 def bench_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="lightning-nas bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", required=True, help="a search config (configs/<benchmark>/<method>.yaml)")
-    parser.add_argument("--seeds", type=int, default=20, help="number of seeds (0..N-1)")
-    parser.add_argument("--first-seed", type=int, default=0)
-    parser.add_argument("--budgets", type=int, nargs="+", default=[50, 100, 150])
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--out", default=None, help="output folder (default: checkpoints/bench/<config name>)")
-    parser.add_argument("extra", nargs="*", help="further search arguments, after --, e.g. -- --ckpt_path x.ckpt; {seed} is replaced by the seed")
+    parser = _Parser(prog="lightning-nas bench", description=__doc__.split("\n\n")[0].replace("\n", " "),
+                     epilog="Finished seeds are reused: rerun the same command to resume an interrupted bench.")
+    parser.add_argument("--config", required=True, help="the search config (e.g. configs/nb201/re.yaml)")
+    parser.add_argument("--seeds", type=int, default=20, help="how many seeds to run (default: 20)")
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="the first seed; the seeds are first-seed .. first-seed + seeds - 1 (default: 0)")
+    parser.add_argument("--budgets", type=int, nargs="+", default=[50, 100, 150],
+                        help="query budgets to summarise; each seed searches to the largest (default: 50 100 150)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="seeds searched in parallel, one process each (default: the number of CPUs)")
+    parser.add_argument("--out", default=None,
+                        help="the folder of the seeds' runs and summary.json (default: checkpoints/bench/<config path>)")
+    parser.add_argument("extra", nargs="*", metavar="-- SEARCH_ARGS",
+                        help="further search arguments after --, e.g. -- --ckpt_path fits/seed_{seed}/x.ckpt; "
+                             "{seed} is replaced by each seed")
     args = parser.parse_args(argv)
     if not Path(args.config).is_file():
-        raise FileNotFoundError(f"config file {args.config} does not exist")
-    if min(args.budgets) < 1 or args.seeds < 1:
-        raise ValueError("budgets and --seeds must be positive")
+        raise MissingFileError(f"config file {args.config} does not exist")
+    for name, value in (("--seeds", args.seeds), ("--budgets", min(args.budgets)), ("--workers", args.workers)):
+        if value < 1:
+            raise ConfigError(f"{name} must be positive, got {value}")
     out = Path(args.out or Path("checkpoints/bench") / Path(args.config).with_suffix("").as_posix().replace("/", "_"))
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     run_dirs = [str(out / f"seed_{s}") for s in seeds]

@@ -7,6 +7,8 @@ catches the built-in type keeps working.
 """
 from __future__ import annotations
 
+import re
+
 
 class UserError(Exception):
     """A problem with the user's input (config, file, argument): reported in one line, exit 2.
@@ -23,3 +25,12 @@ class MissingFileError(UserError, FileNotFoundError):
 
 class CapabilityError(UserError, ValueError):
     """A method needs something the search space does not provide (e.g. a network builder)."""
+
+
+def one_line(message: str) -> str:
+    """A multi-line error message as one line. jsonargparse reports a failed class init as a list of
+    union alternatives: keep the cause, drop the alternatives."""
+    noise = ("Does not validate", "Subtypes:", "Errors:", "Expected a <class 'NoneType'>", "Given value")
+    lines = [re.sub(r"^- ", "", line.strip()) for line in message.splitlines() if line.strip()]  # "- " bullets, not "--option"
+    useful = [line.rstrip(":") for line in lines if not line.startswith(noise)]
+    return "; ".join(useful or lines[:1])

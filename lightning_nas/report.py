@@ -30,7 +30,7 @@ from typing import Any, Callable
 import numpy as np
 import yaml
 
-from lightning_nas.cli import one_line
+from lightning_nas.errors import ConfigError, MissingFileError, one_line
 from lightning_nas.io import atomic_write
 
 SHARED = "../shared/benchmarks"
@@ -336,7 +336,7 @@ def ensure_fitted(config_path: Path, producers: dict[str, Path], log: list[str])
             log.append(f"reused {ckpt} (delete it to fit again)")
             continue
         if ckpt not in producers:
-            raise FileNotFoundError(f"{config_path} needs {ckpt}, and no config in configs/ writes it")
+            raise MissingFileError(f"{config_path} needs {ckpt}, and no config in configs/ writes it")
         fit_config = producers[ckpt]
         ensure_fitted(fit_config, producers, log)
         start = time.perf_counter()
@@ -385,7 +385,7 @@ def fit_per_seed(config: Path, protocol: Protocol, method: str, run_dir: Path, s
     """Fit the predictor of each of `seeds` that has none."""
     ckpt = yaml.safe_load(config.read_text())["ckpt_path"]
     if ckpt not in producers:
-        raise FileNotFoundError(f"{config} needs {ckpt}, and no config in configs/ writes it")
+        raise MissingFileError(f"{config} needs {ckpt}, and no config in configs/ writes it")
     name, jobs = Path(ckpt).name, []
     for seed in seeds:
         folder = run_dir / "fits" / f"seed_{seed}"
@@ -405,7 +405,7 @@ def seed_fit_arguments(config: Path, run_dir: Path) -> list[str]:
 
 # --- running ---------------------------------------------------------------------------------
 def run_bench(config: str, out: Path, seeds: int, budgets: list[int], workers: int, extra: list[str]) -> dict[str, Any]:
-    from lightning_nas.search.bench import bench_main
+    from lightning_nas.bench import bench_main
 
     args = ["--config", config, "--seeds", str(seeds), "--budgets", *map(str, budgets), "--workers", str(workers),
             "--out", str(out), "--", *extra]
@@ -458,7 +458,7 @@ def run_method(protocol: Protocol, method: str, config: str, run_dir: Path, seed
                record: Path | None = None) -> dict[str, Any]:
     """Every seed of one method on one protocol (fitting what it needs first), summarised; `record`
     keeps the finished runs (restored first where `run_dir` lacks them)."""
-    from lightning_nas.search.bench import finished
+    from lightning_nas.bench import finished
 
     if record:
         restore_record(record, run_dir)
@@ -511,7 +511,7 @@ def restore_record(archive: Path, run_dir: Path) -> None:
         for member in members:
             top, target = member.name.split("/")[0], run_dir / member.name
             if not member.isfile() or Path(member.name).is_absolute() or ".." in Path(member.name).parts:
-                raise ValueError(f"{archive}: unexpected entry {member.name!r}; delete the file to run afresh")
+                raise ConfigError(f"{archive}: unexpected entry {member.name!r}; delete the file to run afresh")
             if (top in absent if top.startswith("seed_") else not target.exists()):
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(tar.extractfile(member).read())
@@ -548,16 +548,16 @@ def report_main(argv: list[str]) -> int:
                              "a report resumes from them on another machine)")
     args = parser.parse_args(argv)
     if args.seeds < 1 or args.tau_seeds < 1 or min(args.budgets) < 1:
-        raise ValueError("--seeds, --tau-seeds and --budgets must be positive")
+        raise ConfigError("--seeds, --tau-seeds and --budgets must be positive")
     seeds, budgets = (2, [10, 20]) if args.quick else (args.seeds, sorted(args.budgets))
     known = {p.name: p for p in protocols()}
     unknown = [name for name in args.protocols or [] if name not in known]
     if unknown:
-        raise ValueError(f"unknown protocol {', '.join(unknown)}; known: {', '.join(known)}")
+        raise ConfigError(f"unknown protocol {', '.join(unknown)}; known: {', '.join(known)}")
     methods = list(dict.fromkeys([*BASELINES, *(m for p in known.values() for m in p.configs)]))
     unknown = [name for name in args.methods or [] if name not in methods]
     if unknown:
-        raise ValueError(f"unknown method {', '.join(unknown)}; known: {', '.join(methods)}")
+        raise ConfigError(f"unknown method {', '.join(unknown)}; known: {', '.join(methods)}")
     chosen = [p for name, p in known.items() if not args.protocols or name in args.protocols]
     names = args.predictors or list(PREDICTORS)
     runs = Path(args.runs) / ("quick" if args.quick else "full")

@@ -19,13 +19,16 @@ def quiet_trainer(max_epochs: int, **kwargs: Any) -> L.Trainer:
 
 @contextmanager
 def quiet_lightning():
-    """Fine-tuning inside a search happens often; Lightning's per-fit info lines would drown the search's output."""
-    logger = logging.getLogger("lightning.pytorch")
-    level = logger.level
-    logger.setLevel(logging.WARNING)
+    """Fine-tuning inside a search and live training of each candidate happen often: Lightning's per-fit
+    info lines (banner, seed, loader hints) would drown the search's output."""
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. "validation_step but no val_dataloader": intended here
             yield
     finally:
-        logger.setLevel(level)
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)

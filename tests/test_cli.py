@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from lightning_nas.cli import main
-from lightning_nas.search.bench import finished
+from lightning_nas.bench import finished
 
 ROOT = Path(__file__).resolve().parents[1]
 RE_CONFIG = str(ROOT / "configs" / "nb201" / "re.yaml")

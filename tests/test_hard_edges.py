@@ -12,10 +12,13 @@ import json
 import os
 import re
 import shutil
+import signal
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from lightning.pytorch import Callback
 
 from lightning_nas.cli import main
 from lightning_nas.spaces import get_space
@@ -246,7 +249,7 @@ def test_unknown_top_level_key_in_yaml(tmp_path, capsys):
     config.write_text(Path(RE_CONFIG).read_text().replace("budget: 100", "budgett: 100"))
     assert search(tmp_path / "run", config=str(config)) == 2
     line = error_line(capsys)
-    assert "Subcommand 'search' does not accept option 'budgett'" in line and "--help" in line
+    assert "Option 'budgett' is not accepted" in line and "see `lightning-nas search --help`" in line
     assert not (tmp_path / "run").exists()
 
 
@@ -406,8 +409,113 @@ def test_nan_loss_stops_the_fit_and_keeps_the_last_good_checkpoint(tmp_path, cap
             "--model.init_args.lr", "1e30"]
     assert main(args) == 2
     line = error_line(capsys)
-    assert re.search(r"TrainingDiverged: GINRegressor: the training loss is (nan|inf) at epoch 0, step 1:", line)
+    assert re.search(r"error: GINRegressor: the training loss is (nan|inf) at epoch 0, step 1:", line)
     assert "lower the learning rate (model.init_args.lr is 1e+30)" in line and "checkpoints already written are kept" in line
     after = files_in(root)
     assert {name: data for name, data in after.items() if name.endswith(".ckpt")} == good
     assert set(after) == set(good) | {"config.yaml"}  # config.yaml: the failed run's own settings
+
+
+# ------------------------------------------------------------------------------------------
+# help and messages (issue 32 item 7)
+# ------------------------------------------------------------------------------------------
+def help_text(capsys, *argv: str) -> str:
+    with pytest.raises(SystemExit) as stop:
+        main([*argv, "--help"])
+    assert stop.value.code == 0
+    return capsys.readouterr().out
+
+
+def option_help(text: str, option: str) -> str:
+    """The help of one option: its line and the indented lines below it, up to the next option."""
+    match = re.search(rf"^  {re.escape(option)}\b.*?(?=^  -|^\S|\Z)", text, flags=re.M | re.S)
+    assert match, f"{option} is not in the help"
+    return " ".join(match.group(0).split())
+
+
+def test_search_help_describes_its_arguments_strategies_and_oracles(capsys):
+    text = help_text(capsys, "search")
+    for option, words in [("--budget BUDGET", "the number of oracle queries"), ("--report REPORT", "recorded beside the objective"),
+                          ("--run_dir RUN_DIR", "resumes the search"), ("--ask_batch ASK_BATCH", "proposes per round"),
+                          ("--finetune_epochs FINETUNE_EPOCHS", "epochs of each fine-tune"),
+                          ("--table_only", "search only the table's architectures")]:
+        assert words in option_help(text, option), option
+    strategies = option_help(text, "--strategy STRATEGY")
+    for name in ("RandomSearch", "RegularizedEvolution", "DCLENAS", "CTNAS", "CRLSO", "EDNAG", "DeltaNAS"):
+        assert f"lightning_nas.search." in strategies and f".{name}" in strategies, name
+    oracles = option_help(text, "--oracle ORACLE")
+    assert "TabularOracle" in oracles and "ProxyOracle" in oracles and "LiveTrainingOracle" in oracles
+    assert "--optimizer" not in text and "--lr_scheduler" not in text
+    assert text.startswith("usage: lightning-nas search")
+
+
+def test_bench_options_have_help(capsys):
+    text = help_text(capsys, "bench")
+    for option in ("--config CONFIG", "--seeds SEEDS", "--first-seed FIRST_SEED", "--budgets BUDGETS", "--workers WORKERS",
+                   "--out OUT"):
+        assert len(option_help(text, option).split()) > 4, option  # more than the option and its metavar
+
+
+def test_top_level_usage_lists_every_command(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for command in ("fit", "validate", "test", "predict", "search", "convert", "bench", "report"):
+        assert re.search(rf"^  {command} ", out, flags=re.M), command
+    assert main(["serach"]) == 2
+    assert "unknown command 'serach'; choose one of fit, validate" in error_line(capsys)
+
+
+def test_yaml_syntax_error_names_the_file_and_line(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("budget: 10\nreport: [cifar10_test_acc\n")
+    assert search(tmp_path / "run", "--config", str(bad)) == 2
+    line = error_line(capsys)
+    assert f"config file {bad} line 3, column 1: not valid YAML" in line and "fix it and rerun" in line
+    assert not (tmp_path / "run").exists()
+
+
+def test_run_dir_that_is_a_file(tmp_path, capsys):
+    afile = tmp_path / "results"
+    afile.write_text("not a folder")
+    assert search(afile, "--budget", "3") == 2
+    assert error_line(capsys) == (f"lightning-nas: error: run_dir {afile} is a file, not a folder: "
+                                  "give --run_dir a folder (new or of this search)")
+    assert afile.read_text() == "not a folder"
+
+
+def test_report_given_as_one_name(tmp_path, capsys):
+    assert search(tmp_path / "run", "--budget", "3", "--report", "cifar10_test_acc") == 0
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert all(set(q["report"]) == {"cifar10_test_acc"} for q in results["queries"])
+    assert search(tmp_path / "typo", "--budget", "3", "--report", "cifar10_tset_acc") == 2
+    assert "unknown metric 'cifar10_tset_acc'" in error_line(capsys)
+
+
+@pytest.mark.parametrize("option, value", [("--seeds", "-3"), ("--workers", "0"), ("--budgets", "0")])
+def test_bench_names_the_bad_option(tmp_path, capsys, option, value):
+    assert main(["bench", "--config", RE_CONFIG, "--out", str(tmp_path / "bench"), option, value]) == 2
+    assert error_line(capsys) == f"lightning-nas: error: {option} must be positive, got {value}"
+    assert not (tmp_path / "bench").exists()
+
+
+class CtrlCAtEpoch1(Callback):
+    """Ctrl-C in the middle of a fit (Lightning sees the KeyboardInterrupt a SIGINT raises)."""
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        if trainer.current_epoch == 1:
+            raise KeyboardInterrupt
+
+
+def test_ctrl_c_during_fit_says_how_to_resume(tmp_path, capsys, shared):
+    args = ["fit", "--config", "configs/nb201/gin_fit.yaml", "--data.init_args.benchmark", str(shared / "nb201_200ep.csv.gz"),
+            "--data.init_args.num_labelled", "20", "--data.init_args.max_val", "20", "--data.init_args.batch_size", "10",
+            "--trainer.max_epochs", "3", "--trainer.default_root_dir", str(tmp_path),
+            "--trainer.callbacks.init_args.dirpath", str(tmp_path), "--trainer.enable_progress_bar", "false"]
+    handler = signal.getsignal(signal.SIGINT)
+    assert main([*args, "--trainer.callbacks+=test_hard_edges.CtrlCAtEpoch1"]) == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "lightning-nas: interrupted; to resume from the newest checkpoint, run the same command with `--ckpt_path last`")
+    assert signal.getsignal(signal.SIGINT) is handler  # Ctrl-C works again afterwards
+    assert torch.load(tmp_path / "last.ckpt", weights_only=True)["epoch"] == 0
+    assert main([*args, "--ckpt_path", "last"]) == 0
+    assert torch.load(tmp_path / "last.ckpt", weights_only=True)["global_step"] == 3 * 2  # 2 steps an epoch

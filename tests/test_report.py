@@ -11,7 +11,7 @@ from lightning_nas.performance import archive_load, nb101_enumeration
 from lightning_nas.report import (BASELINES, PER_SEED_FIT, PREDICTORS, checkpoint_producers, fit_per_seed,
                                   protocols, run_method, run_tau_study, seed_fit_arguments, seed_fit_config,
                                   tau_recipe)
-from lightning_nas.search.bench import RECIPE_FILE, seed_arguments
+from lightning_nas.bench import RECIPE_FILE, seed_arguments
 
 ROOT = Path(__file__).resolve().parents[1]
 

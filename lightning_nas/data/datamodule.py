@@ -10,16 +10,17 @@ from torch_geometric.loader import DataLoader
 
 from lightning_nas.benchmarks.archive import Benchmark
 from lightning_nas.encodings.graph import to_data
+from lightning_nas.errors import ConfigError
 from lightning_nas.spaces.base import Architecture
 
 
 def split_count(num_labelled: float, total: int) -> int:
     """`num_labelled` < 1 is a fraction of `total` (rounded down, as "1% of NB201 = 156"), else a count."""
     if num_labelled < 0:
-        raise ValueError(f"num_labelled must be >= 0, got {num_labelled}")
+        raise ConfigError(f"num_labelled must be >= 0, got {num_labelled}")
     n = int(num_labelled * total) if num_labelled < 1 else int(num_labelled)
     if n > total:
-        raise ValueError(f"num_labelled={num_labelled} asks for {n} architectures but the archive has {total}")
+        raise ConfigError(f"num_labelled={num_labelled} asks for {n} architectures but the archive has {total}")
     return n
 
 
@@ -113,7 +114,7 @@ class ArchitectureDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         if len(self.train_rows) == 0:
-            raise ValueError("num_labelled is 0: there is nothing to train on; set data.num_labelled")
+            raise ConfigError("num_labelled is 0: there is nothing to train on; set data.num_labelled")
         return self._loader(self.train_rows, shuffle=True)
 
     def val_dataloader(self) -> DataLoader:

@@ -18,6 +18,7 @@ from torch_geometric.loader import DataLoader
 
 from lightning_nas.data.datamodule import ArchitectureDataModule
 from lightning_nas.data.pool import draw_pool
+from lightning_nas.errors import ConfigError
 from lightning_nas.nn.gvae import GraphCodec, codec_for
 from lightning_nas.spaces.base import Architecture
 
@@ -41,11 +42,11 @@ class GVAEDataModule(ArchitectureDataModule):
         so that what the G-VAE learns to decode is mostly what the oracle can answer)."""
         super().__init__(benchmark, target, num_labelled, seed, batch_size, max_val, num_workers)
         if pool_source not in ("space", "benchmark"):
-            raise ValueError(f"pool_source must be 'space' or 'benchmark', got {pool_source!r}")
+            raise ConfigError(f"pool_source must be 'space' or 'benchmark', got {pool_source!r}")
         if not 0.0 <= pool_holdout < 1.0:
-            raise ValueError(f"pool_holdout is a fraction of the unlabelled architectures in [0, 1), got {pool_holdout}")
+            raise ConfigError(f"pool_holdout is a fraction of the unlabelled architectures in [0, 1), got {pool_holdout}")
         if pool_size is not None and pool_size < 1:
-            raise ValueError(f"pool_size must be a positive count or null (the whole space), got {pool_size}")
+            raise ConfigError(f"pool_size must be a positive count or null (the whole space), got {pool_size}")
         self.save_hyperparameters()
         self.pool: list[Architecture] | None = None
 
@@ -71,7 +72,7 @@ class GVAEDataModule(ArchitectureDataModule):
             try:
                 drawn = list(space.enumerate())
             except NotImplementedError:
-                raise ValueError(
+                raise ConfigError(
                     f"the {space.name} space cannot be enumerated: set data.init_args.pool_size "
                     "(CR-LSO samples 50,000 architectures for NB301)"
                 ) from None

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+from lightning_nas.errors import ConfigError, MissingFileError
 
 class ImageDataModule(L.LightningDataModule):
     """Shared split, normalisation and loaders; subclasses implement `load_arrays`."""
@@ -27,7 +28,7 @@ class ImageDataModule(L.LightningDataModule):
     def __init__(self, batch_size: int = 64, seed: int = 0, num_workers: int = 0):
         super().__init__()
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size, self.seed, self.num_workers = batch_size, seed, num_workers
         self.splits: dict[str, TensorDataset] | None = None
 
@@ -85,7 +86,7 @@ class ImageDataModule(L.LightningDataModule):
         self.setup()
         x, y = self.splits[split].tensors
         if not 1 <= batch_size <= len(x):
-            raise ValueError(f"batch_size must be between 1 and {len(x)} (the {split} split), got {batch_size}")
+            raise ConfigError(f"batch_size must be between 1 and {len(x)} (the {split} split), got {batch_size}")
         rows = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:batch_size]
         return x[rows], y[rows]
 
@@ -107,7 +108,7 @@ class _Augmented(Dataset):
 
 def _split_rows(n: int, val_fraction: float, test_fraction: float, seed: int) -> dict[str, np.ndarray]:
     if not (0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
-        raise ValueError(
+        raise ConfigError(
             f"val_fraction ({val_fraction}) and test_fraction ({test_fraction}) must be in (0, 1) and sum to less than 1"
         )
     order = np.random.default_rng(seed).permutation(n)
@@ -120,7 +121,7 @@ def _resize(x: torch.Tensor, image_size: int | None, channels: int) -> torch.Ten
         x = torch.nn.functional.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False)
     if channels != x.shape[1]:
         if x.shape[1] != 1:
-            raise ValueError(f"can only replicate single-channel images to {channels} channels")
+            raise ConfigError(f"can only replicate single-channel images to {channels} channels")
         x = x.expand(-1, channels, -1, -1).contiguous()
     return x
 
@@ -186,7 +187,7 @@ class CIFAR10DataModule(ImageDataModule):
         folder = self.root if self.root.name == self.FOLDER else self.root / self.FOLDER
         missing = [f for f in (*self.TRAIN_FILES, self.TEST_FILE) if not (folder / f).is_file()]
         if missing:
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"CIFAR-10 not found: {folder} lacks {', '.join(missing)}. Download the 'CIFAR-10 python version' "
                 f"(cifar-10-python.tar.gz) from the dataset's website, extract it, and pass the folder that contains "
                 f"{self.FOLDER}/ as `root` (nothing is downloaded automatically)."
@@ -198,7 +199,7 @@ class CIFAR10DataModule(ImageDataModule):
         train_x, train_y = _read_batches([folder / f for f in self.TRAIN_FILES])
         test_x, test_y = _read_batches([folder / self.TEST_FILE])
         if not 0 < self.val_size < len(train_y):
-            raise ValueError(f"val_size must be between 1 and {len(train_y) - 1}, got {self.val_size}")
+            raise ConfigError(f"val_size must be between 1 and {len(train_y) - 1}, got {self.val_size}")
         order = np.random.default_rng(self.seed).permutation(len(train_y))
         val, train = order[: self.val_size], order[self.val_size :]
         return {"train": (train_x[train], train_y[train]), "val": (train_x[val], train_y[val]), "test": (test_x, test_y)}
@@ -220,7 +221,7 @@ def _read_batches(paths: list[Path]) -> tuple[torch.Tensor, torch.Tensor]:
                 entry = pickle.load(f, encoding="bytes")
             data, labels = entry[b"data"], entry[b"labels"]
         except (pickle.UnpicklingError, EOFError, KeyError, TypeError) as e:
-            raise ValueError(f"{path} is not a CIFAR-10 python batch (a pickled dict with b'data' and b'labels'): {e}") from None
+            raise ConfigError(f"{path} is not a CIFAR-10 python batch (a pickled dict with b'data' and b'labels'): {e}") from None
         xs.append(np.asarray(data, dtype=np.uint8).reshape(-1, 3, 32, 32))
         ys.append(np.asarray(labels, dtype=np.int64))
     x = torch.from_numpy(np.concatenate(xs)).float() / 255.0

@@ -17,6 +17,7 @@ from torch_geometric.loader import DataLoader
 
 from lightning_nas.clustering import KMedoidsResult, kmedoids
 from lightning_nas.encodings.graph import to_data
+from lightning_nas.errors import ConfigError
 from lightning_nas.spaces.base import Architecture, SearchSpace, get_space
 
 #: draws per wanted architecture before sampling gives up on finding new distinct ones
@@ -27,7 +28,7 @@ def draw_pool(space: SearchSpace, size: int, rng: np.random.Generator) -> list[A
     """Up to `size` distinct architectures: the whole space if its genotypes number at most `size`,
     else distinct samples (keyed by the benchmark key, so isomorphic NB101 genotypes count once)."""
     if size < 1:
-        raise ValueError(f"pool_size must be >= 1, got {size}")
+        raise ConfigError(f"pool_size must be >= 1, got {size}")
     if math.prod(space.choices()) <= size:
         return [a for a in space.enumerate() if space.is_valid(a)]
     seen: dict[str, Architecture] = {}
@@ -69,9 +70,9 @@ class ClusteredPoolDataModule(L.LightningDataModule):
     ):
         super().__init__()
         if num_clusters < 2:
-            raise ValueError(f"num_clusters must be >= 2 for a contrastive loss, got {num_clusters}")
+            raise ConfigError(f"num_clusters must be >= 2 for a contrastive loss, got {num_clusters}")
         if not 0 <= val_fraction < 1:
-            raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+            raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction}")
         self.save_hyperparameters()
         self.pool: list[Architecture] | None = None
 

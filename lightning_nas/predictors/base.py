@@ -3,13 +3,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pickle
+from typing import Any
+
 import lightning as L
 import torch
 from torchmetrics.regression import KendallRankCorrCoef
 
+from lightning_nas.errors import ConfigError, MissingFileError
 
-class TrainingDiverged(ValueError):
-    """The training loss became NaN or infinite."""
+
+class TrainingDiverged(ConfigError):
+    """The training loss became NaN or infinite (the learning rate or the data is at fault)."""
 
 
 class Predictor(L.LightningModule):
@@ -79,15 +84,28 @@ def check_checkpoint_matches(ckpt_path: str, class_path: str, init_args: dict) -
     search would quietly run another method's predictor, or one fitted on another space."""
     if not Path(ckpt_path).is_file():
         return  # the search reports the missing file
-    stored = torch.load(ckpt_path, map_location="cpu", weights_only=True).get("hyper_parameters") or {}
+    stored = read_checkpoint(ckpt_path).get("hyper_parameters") or {}
     stored_class = stored.get("_class_path")
     if stored_class and stored_class != class_path:
-        raise ValueError(
+        raise ConfigError(
             f"predictor checkpoint {ckpt_path} holds a {stored_class.rsplit('.', 1)[-1]} ({stored_class}), but `model:` "
             f"is {class_path}: pass the checkpoint written by the `fit` of this method, or change `model:`"
         )
     if "space" in stored and "space" in init_args and stored["space"] != init_args["space"]:
-        raise ValueError(
+        raise ConfigError(
             f"predictor checkpoint {ckpt_path} was fitted on the {stored['space']} space, but `model:` is for "
             f"{init_args['space']}: pass a checkpoint fitted on {init_args['space']}"
         )
+
+
+def read_checkpoint(ckpt_path: str | Path) -> dict[str, Any]:
+    """A predictor checkpoint's contents (on the CPU, tensors and plain data only)."""
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise MissingFileError(f"predictor checkpoint {path} does not exist; train one with `lightning-nas fit` first")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, ValueError) as e:
+        problem = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ConfigError(f"predictor checkpoint {path} cannot be read ({problem}): "
+                          "pass a checkpoint written by `lightning-nas fit`") from None

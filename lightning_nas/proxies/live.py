@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 import sqlite3
 import time
-import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,8 +25,10 @@ from torch import nn
 
 from lightning_nas.benchmarks.oracle import Evaluation, Oracle
 from lightning_nas.data.images import ImageDataModule
+from lightning_nas.errors import ConfigError
 from lightning_nas.proxies.networks import build_network, count_parameters
 from lightning_nas.spaces.base import Architecture, SearchSpace, get_space
+from lightning_nas.training import quiet_lightning
 
 
 class ImageClassifier(L.LightningModule):
@@ -110,9 +110,9 @@ class ResultStore:
             self.connection.execute("PRAGMA synchronous=FULL")
             self.connection.execute(_SCHEMA)
         except (sqlite3.DatabaseError, OSError) as e:
-            raise ValueError(f"cannot open the live-training store {self.path}: {e} (give `store:` a writable .sqlite path)") from None
+            raise ConfigError(f"cannot open the live-training store {self.path}: {e} (give `store:` a writable .sqlite path)") from None
         if mode.lower() != "wal":
-            raise ValueError(f"the store {self.path} cannot use WAL journaling (got {mode!r}); put it on a local disk")
+            raise ConfigError(f"the store {self.path} cannot use WAL journaling (got {mode!r}); put it on a local disk")
 
     @property
     def journal_mode(self) -> str:
@@ -172,9 +172,9 @@ class LiveTrainingOracle(Oracle):
         resolved: SearchSpace = get_space(space) if isinstance(space, str) else space
         super().__init__(resolved, budget)
         if epochs < 1:
-            raise ValueError(f"epochs must be >= 1, got {epochs}")
+            raise ConfigError(f"epochs must be >= 1, got {epochs}")
         if threads is not None and threads < 1:
-            raise ValueError(f"threads must be >= 1 (or null for torch's default), got {threads}")
+            raise ConfigError(f"threads must be >= 1 (or null for torch's default), got {threads}")
         self.datamodule, self.epochs, self.seed, self.threads = datamodule, epochs, seed, threads
         self.lr, self.momentum, self.weight_decay = lr, momentum, weight_decay
         self.network = dict(network or {})
@@ -218,7 +218,7 @@ class LiveTrainingOracle(Oracle):
         dm = self.datamodule
         dm.setup()
         start = time.perf_counter()
-        with torch.random.fork_rng(devices=[]), _threads(self.threads), _quiet_lightning():
+        with torch.random.fork_rng(devices=[]), _threads(self.threads), quiet_lightning():
             torch.manual_seed(self.seed)
             network = build_network(a, num_classes=dm.num_classes, in_channels=dm.input_shape[0], **self.network)
             model = ImageClassifier(network, dm.num_classes, self.epochs, self.lr, self.momentum, self.weight_decay)
@@ -244,25 +244,3 @@ def _threads(n: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
-
-
-_LIGHTNING_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda", "lightning.fabric.utilities.seed")
-
-
-@contextlib.contextmanager
-def _quiet_lightning() -> Iterator[None]:
-    """One Trainer per candidate: keep its banner lines and loader-worker hints off the search's progress."""
-    levels = {name: logging.getLogger(name).level for name in _LIGHTNING_LOGGERS}
-    for name in _LIGHTNING_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING)
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-            warnings.filterwarnings("ignore", message=".*number of training batches.*")
-            warnings.filterwarnings("ignore", message=".*defined a `validation_step` but have no `val_dataloader`.*")
-            warnings.filterwarnings("ignore", message=".*treespec, LeafSpec.*")
-            warnings.filterwarnings("ignore", message=".*sync_dist=True.*")  # one candidate per rank: nothing to sync
-            yield
-    finally:
-        for name, level in levels.items():
-            logging.getLogger(name).setLevel(level)

@@ -9,6 +9,7 @@ import torch
 
 from lightning_nas.benchmarks.oracle import Evaluation, Oracle
 from lightning_nas.data.images import ImageDataModule
+from lightning_nas.errors import ConfigError
 from lightning_nas.proxies.zero_cost import DATA_FREE, ProxyBatch, check_proxy, score_proxies
 from lightning_nas.spaces.base import Architecture, SearchSpace, get_space
 
@@ -34,7 +35,7 @@ def proxy_batch(
         return ProxyBatch(x, y), datamodule.num_classes
     needs_data = sorted(set(proxies) - DATA_FREE)
     if needs_data:
-        raise ValueError(
+        raise ConfigError(
             f"the proxies {', '.join(needs_data)} read a batch of real data: give `datamodule:` "
             f"(e.g. lightning_nas.data.images.DigitsDataModule); only {', '.join(sorted(DATA_FREE))} are data-free"
         )

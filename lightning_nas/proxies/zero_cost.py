@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from lightning_nas.errors import ConfigError
 from lightning_nas.proxies.networks import EdgeCell, build_network, count_parameters
 from lightning_nas.spaces.base import Architecture
 
@@ -255,7 +256,7 @@ def check_proxy(name: str) -> Proxy:
     try:
         return PROXIES[name]
     except KeyError:
-        raise ValueError(f"unknown zero-cost proxy {name!r}; available: {', '.join(PROXIES)}") from None
+        raise ConfigError(f"unknown zero-cost proxy {name!r}; available: {', '.join(PROXIES)}") from None
 
 
 def run_every_edge(net: nn.Module) -> nn.Module:

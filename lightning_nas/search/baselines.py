@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, Callable, Sequence
 
+from lightning_nas.errors import ConfigError
 from lightning_nas.search.strategy import Strategy
 from lightning_nas.spaces.base import Architecture
 
@@ -29,9 +30,9 @@ class RegularizedEvolution(Strategy):
 
     def __init__(self, population_size: int = 10, sample_size: int = 3, max_walk: int = 200):
         if not 1 <= sample_size <= population_size:
-            raise ValueError(f"need 1 <= sample_size <= population_size, got {sample_size} and {population_size}")
+            raise ConfigError(f"need 1 <= sample_size <= population_size, got {sample_size} and {population_size}")
         if max_walk < 1:
-            raise ValueError(f"max_walk must be >= 1, got {max_walk}")
+            raise ConfigError(f"max_walk must be >= 1, got {max_walk}")
         self.population_size, self.sample_size, self.max_walk = population_size, sample_size, max_walk
         self.population: deque[tuple[Architecture, float]] = deque(maxlen=population_size)
         self.evaluated: set[str] = set()  # under table_only: keys of every told architecture

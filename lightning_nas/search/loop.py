@@ -17,6 +17,7 @@ import torch
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from lightning_nas.benchmarks.oracle import Evaluation, NotInBenchmark, Oracle
+from lightning_nas.errors import ConfigError
 from lightning_nas.io import atomic_write
 from lightning_nas.search.ranks import Ranks
 from lightning_nas.search.stopping import StopRequests
@@ -52,7 +53,7 @@ class SearchLoop:
         table_only: bool = False,
     ):
         if ask_batch < 1:
-            raise ValueError(f"ask_batch must be >= 1, got {ask_batch}")
+            raise ConfigError(f"ask_batch must be >= 1, got {ask_batch}")
         self.strategy, self.oracle, self.surrogate = strategy, oracle, surrogate
         self.run_dir, self.seed, self.ask_batch = Path(run_dir), seed, ask_batch
         self.config = config or {}
@@ -199,7 +200,7 @@ class SearchLoop:
             return False
         self.history = json.loads(state["history"])
         if self.oracle.budget is not None and len(self.history) > self.oracle.budget:
-            raise ValueError(
+            raise ConfigError(
                 f"{path} holds a search with {len(self.history)} queries, more than the budget of "
                 f"{self.oracle.budget}: raise --budget to at least {len(self.history)}, or give another --run_dir"
             )
@@ -223,13 +224,13 @@ class SearchLoop:
             state = torch.load(path, weights_only=True)
             saved = json.loads(state["identity"])
         except Exception as e:  # a file from another program or an older version of this one
-            raise ValueError(
+            raise ConfigError(
                 f"{path} is not a search checkpoint this version can resume ({type(e).__name__}): "
                 "give another --run_dir, or delete that file to start afresh"
             ) from None
         if saved != self.identity():
             differs = ", ".join(f"{k} {saved.get(k)!r} there, {v!r} here" for k, v in self.identity().items() if saved.get(k) != v)
-            raise ValueError(
+            raise ConfigError(
                 f"{path} belongs to another search ({differs}): give another --run_dir, "
                 "or delete that file to start afresh"
             )

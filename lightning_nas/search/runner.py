@@ -8,6 +8,8 @@ import torch
 
 from lightning_nas.benchmarks.oracle import Oracle, TabularOracle
 from lightning_nas.data.datamodule import ArchitectureDataModule
+from lightning_nas.errors import ConfigError
+from lightning_nas.predictors.base import read_checkpoint
 from lightning_nas.search.loop import SearchLoop
 from lightning_nas.search.stopping import StopRequests
 from lightning_nas.search.strategy import Strategy
@@ -15,27 +17,22 @@ from lightning_nas.search.surrogate import PredictorSurrogate
 
 
 def load_predictor(model: torch.nn.Module, ckpt_path: str) -> torch.nn.Module:
-    state = _read_checkpoint(ckpt_path)
+    state = read_checkpoint(ckpt_path)
+    if "state_dict" not in state:
+        raise ConfigError(f"{ckpt_path} holds no model weights (no `state_dict`): pass a checkpoint written by `lightning-nas fit`")
     try:
         model.load_state_dict(state["state_dict"])
     except RuntimeError as e:
-        raise ValueError(
+        raise ConfigError(
             f"checkpoint {ckpt_path} does not fit the configured `model:` ({type(model).__name__}): "
             f"use the same model settings as the `fit` that wrote it ({str(e).splitlines()[0]})"
         ) from None
     return model
 
 
-def _read_checkpoint(ckpt_path: str) -> dict[str, Any]:
-    path = Path(ckpt_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"predictor checkpoint {path} does not exist; train one with `lightning-nas fit` first")
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
 def fit_datamodule(ckpt_path: str) -> dict[str, Any]:
     """The hyper-parameters Lightning stored of the datamodule a predictor checkpoint was fitted on."""
-    return _read_checkpoint(ckpt_path).get("datamodule_hyper_parameters") or {}
+    return read_checkpoint(ckpt_path).get("datamodule_hyper_parameters") or {}
 
 
 def predictor_labels(fitted_data: dict[str, Any]) -> list:
@@ -52,7 +49,7 @@ def check_featurisation(ckpt_path: str, fitted_data: dict[str, Any], canonical_i
     """A predictor must see architectures featurised as in its fit (`ArchitectureDataModule.canonical_inputs`)."""
     fitted = bool(fitted_data.get("canonical_inputs", False))
     if fitted != canonical_inputs:
-        raise ValueError(
+        raise ConfigError(
             f"the predictor in {ckpt_path} was fitted with data.init_args.canonical_inputs={fitted}, but this "
             f"search featurises with {canonical_inputs}: set data.init_args.canonical_inputs: {str(fitted).lower()}"
         )
@@ -77,11 +74,13 @@ def run_search(
     table_only: bool = False,
 ) -> dict[str, Any]:
     if strategy is None:
-        raise ValueError("no `strategy:` given: name a class, e.g. lightning_nas.search.baselines.RandomSearch")
+        raise ConfigError("no `strategy:` given: name a class, e.g. lightning_nas.search.baselines.RandomSearch")
     if datamodule is None and oracle is None:
-        raise ValueError("no `data:` and no `oracle:` given: a search needs a benchmark table or an oracle")
+        raise ConfigError("no `data:` and no `oracle:` given: a search needs a benchmark table or an oracle")
     if budget < 1:
-        raise ValueError(f"budget must be a positive number of queries, got {budget}")
+        raise ConfigError(f"budget must be a positive number of queries, got {budget}")
+    if Path(run_dir).exists() and not Path(run_dir).is_dir():
+        raise ConfigError(f"run_dir {run_dir} is a file, not a folder: give --run_dir a folder (new or of this search)")
     # other datamodules (CR-LSO's G-VAE pool) have no such setting
     canonical_inputs = bool(datamodule.hparams.get("canonical_inputs", False)) if datamodule is not None else False
     fitted_data = fit_datamodule(ckpt_path) if ckpt_path else {}
@@ -100,7 +99,7 @@ def run_search(
     # labels the predictor was fitted on are oracle answers too: they are the run's first queries
     initial = predictor_labels(fitted_data) if charge_predictor_labels else []
     if len(initial) > budget:
-        raise ValueError(
+        raise ConfigError(
             f"the predictor in {ckpt_path} was fitted on {len(initial)} labelled architectures, more than the "
             f"budget of {budget} queries; every label counts as a query: fit on fewer (data.num_labelled) "
             "or raise the budget"

@@ -13,9 +13,11 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from lightning_nas.errors import ConfigError
 
-class InvalidArchitectureError(ValueError):
-    """A string or genotype that does not describe an architecture of the space."""
+
+class InvalidArchitectureError(ConfigError):
+    """A string or genotype that does not describe an architecture of the space (a `ValueError`)."""
 
 
 def wrong_space_error(space: str, a: "Architecture") -> InvalidArchitectureError:
@@ -124,4 +126,4 @@ def get_space(name: str) -> SearchSpace:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise ValueError(f"unknown search space {name!r}; known: {', '.join(sorted(_REGISTRY))}") from None
+        raise ConfigError(f"unknown search space {name!r}; known: {', '.join(sorted(_REGISTRY))}") from None
