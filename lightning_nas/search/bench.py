@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from lightning_nas.io import atomic_write
-from lightning_nas.search.loop import best_after, mean_std, wall_time
+from lightning_nas.search.statistics import best_after, mean_std, wall_time
 
 
 #: beside each seed's results: what the run was asked to search (config text and arguments)
