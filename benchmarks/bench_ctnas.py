@@ -105,7 +105,7 @@ def run_search_job(config: str, seed: int, budget: int, run_dir: str, extra: lis
 
 
 def search_part(seeds: int, workers: int, out: Path, budgets: list[int]) -> dict:
-    from lightning_nas.search.loop import best_after, wall_time
+    from lightning_nas.search.statistics import best_after, wall_time
 
     jobs = search_jobs(seeds, out, max(budgets))
     # the slow CTNAS runs first, so the cheap baselines fill the gaps at the end

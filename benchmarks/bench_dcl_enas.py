@@ -158,7 +158,7 @@ def _overrides(prefix: str) -> dict[str, Any]:
 
 def search_run(method: str, name: str, seed: int, budget: int, ckpt: Path) -> dict[str, Any]:
     from lightning_nas.data.datamodule import ArchitectureDataModule
-    from lightning_nas.search.loop import wall_time
+    from lightning_nas.search.statistics import wall_time
     from lightning_nas.search.runner import run_search
 
     protocol = PROTOCOLS[name]
@@ -174,7 +174,7 @@ def search_run(method: str, name: str, seed: int, budget: int, ckpt: Path) -> di
 
 
 def run_search_part(args, ckpt: Path) -> dict[str, Any]:
-    from lightning_nas.search.loop import best_after
+    from lightning_nas.search.statistics import best_after
 
     out: dict[str, Any] = {}
     budget = max(args.budgets)

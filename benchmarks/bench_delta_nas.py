@@ -30,6 +30,7 @@ import torch
 import yaml
 
 from lightning_nas.predictors.evaluate import difference_tau, epochs_for, instantiate
+from lightning_nas.search.surrogate import Surrogate
 from lightning_nas.training import quiet_trainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -204,7 +205,7 @@ def method_configs(protocol: dict[str, Any], fitted: set[str], with_finetune: bo
 
 def with_wall_time(results: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     """A run's results and its search wall time (kept in timing.json, apart from results.json)."""
-    from lightning_nas.search.loop import wall_time
+    from lightning_nas.search.statistics import wall_time
 
     return {**results, "wall_time_s": wall_time(run_dir)}
 
@@ -227,8 +228,8 @@ def run_one(config: dict[str, Any], seed: int, budget: int, run_dir: Path) -> di
     ), run_dir)
 
 
-class RandomGains:
-    """Ablation: a surrogate whose 'predicted gains' are noise, so DeltaNAS becomes a local search
+class RandomGains(Surrogate):
+    """Ablation: a gain surrogate whose 'predicted gains' are noise, so DeltaNAS becomes a local search
     that tries neighbours in random order (same acceptance, re-sampling and budget)."""
 
     def __init__(self, seed: int):
@@ -236,6 +237,9 @@ class RandomGains:
 
     def gains(self, base, candidates) -> torch.Tensor:
         return torch.as_tensor(self.rng.random(len(candidates)))
+
+    def fit_gains(self, *args) -> bool:
+        return False  # noise learns nothing
 
     def score(self, archs) -> torch.Tensor:
         return torch.as_tensor(self.rng.random(len(archs)))
@@ -262,7 +266,7 @@ def run_random_gain_ablation(config: dict[str, Any], seed: int, budget: int, run
 
 
 def summarize(runs: list[dict[str, Any]], report: str, optimum: str) -> dict[str, Any]:
-    from lightning_nas.search.loop import best_after
+    from lightning_nas.search.statistics import best_after
 
     out = {}
     for b in BUDGETS:

@@ -213,12 +213,13 @@ def ablation(args: argparse.Namespace) -> dict[str, Any]:
     with the GIN as fitness (100 queries)."""
     from lightning_nas.benchmarks.archive import Benchmark
     from lightning_nas.search.ednag import EDNAG
+    from lightning_nas.search.surrogate import Surrogate
 
     p = protocols()["nb201_cifar10"]
     bench = Benchmark.load(p["benchmark"])
     objective, report = bench.column(p["target"]), bench.column(p["report"])
 
-    class TableFitness:
+    class TableFitness(Surrogate):
         def score(self, archs):
             return torch.tensor([float(objective[bench.row(a)]) for a in archs])
 
@@ -232,7 +233,7 @@ def ablation(args: argparse.Namespace) -> dict[str, Any]:
             strategy = EDNAG(fitness="predictor", finetune=False, **flags)
             strategy.setup(bench.space, np.random.default_rng(seed), TableFitness())
             strategy.generate()
-            rows = [bench.row(bench.space.make(g)) for g in strategy.run["g"]]
+            rows = [bench.row(bench.space.make(g)) for g in strategy.run.genotypes]
             best = max(rows, key=lambda i: objective[i])
             finals.append(float(report[best]))
             mean_pop.append(float(np.mean(report[rows])))

@@ -21,7 +21,7 @@ import numpy as np
 from lightning_nas.errors import ConfigError, MissingFileError
 from lightning_nas.io import atomic_write
 from lightning_nas.lightning_cli import run_search
-from lightning_nas.search.loop import best_after, mean_std, wall_time
+from lightning_nas.search.statistics import best_after, mean_std, wall_time
 
 
 #: beside each seed's results: what the run was asked to search (config text and arguments)

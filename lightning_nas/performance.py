@@ -132,7 +132,7 @@ def ednag_generation(model: torch.nn.Module, space, steps: int = 100, population
     as fitness) against the predictor scoring as many random architectures in one call (the floor
     any predictor-guided generator pays), interleaved, `repeats` times each."""
     from lightning_nas.search.ednag import EDNAG
-    from lightning_nas.search.surrogate import PredictorSurrogate
+    from lightning_nas.search.surrogates import PredictorSurrogate
 
     surrogate = PredictorSurrogate(model, space, finetune_epochs=0)
     scored: list[int] = []

@@ -12,6 +12,7 @@ from lightning_nas.nn.gvae import GVAE, INVALID, REPAIRED, VALID, DecoderOutput,
 from lightning_nas.nn.icnn import ICNN, MLPHead
 from lightning_nas.predictors.crlso import CRLSOModel
 from lightning_nas.search.crlso import CRLSO, normal_scores
+from lightning_nas.search.surrogates import CRLSOSurrogate
 from tiny_crlso import tiny_crlso
 from lightning_nas.spaces import get_space
 
@@ -152,10 +153,14 @@ def small_model(labelled: int = 12) -> CRLSOModel:
     return model.eval()
 
 
+def small_surrogate(labelled: int = 12) -> CRLSOSurrogate:
+    return CRLSOSurrogate(small_model(labelled), NB201)
+
+
 def test_ascent_step_raises_predicted_accuracy():
     model = small_model()
     strategy = CRLSO()
-    strategy.setup(NB201, np.random.default_rng(0), model)
+    strategy.setup(NB201, np.random.default_rng(0), CRLSOSurrogate(model, NB201))
     torch.manual_seed(3)
     for z in torch.randn(20, 8):
         d = strategy.ascent_direction(z)
@@ -184,7 +189,7 @@ def drive(strategy: CRLSO, rounds: int, n: int = 4) -> list:
 def test_strategy_counts_every_decode_and_resumes_exactly(options):
     settings = dict(top_k=4, finetune_epochs=2, max_step_size=1.0, **options)
     strategy = CRLSO(**settings)
-    strategy.setup(NB201, np.random.default_rng(0), small_model())
+    strategy.setup(NB201, np.random.default_rng(0), small_surrogate())
     drive(strategy, 3 + 2)  # 12 warm-start labels in 3 asks of 4, then 2 search rounds
     stats = strategy.stats()
     assert stats["warm_start_queries"] == 12 and stats["labelled"] == 20
@@ -193,10 +198,12 @@ def test_strategy_counts_every_decode_and_resumes_exactly(options):
     assert stats["decodes"] == stats["proposed"] + stats["decoded_known"] + stats["decoded_invalid"]
     assert stats["finetunes"] == 3
 
-    state = strategy.state_dict()
+    state = {"strategy": strategy.state_dict(), "surrogate": strategy.surrogate.state_dict()}
     resumed = CRLSO(**settings)
-    resumed.setup(NB201, np.random.default_rng(99), small_model())
-    resumed.load_state_dict(torch.load(_roundtrip(state), weights_only=True))
+    resumed.setup(NB201, np.random.default_rng(99), small_surrogate())
+    state = torch.load(_roundtrip(state), weights_only=True)
+    resumed.load_state_dict(state["strategy"])
+    resumed.surrogate.load_state_dict(state["surrogate"])  # the fine-tuned head lives in the surrogate
     resumed.rng.bit_generator.state = strategy.rng.bit_generator.state  # the loop restores its RNG itself
     assert drive(resumed, 2) == drive(strategy, 2)
     assert resumed.stats() == strategy.stats()
@@ -205,7 +212,7 @@ def test_strategy_counts_every_decode_and_resumes_exactly(options):
 def test_proposed_seed_latent_continues_from_the_point_decoded():
     model = small_model()
     strategy = CRLSO(top_k=4, finetune_epochs=2, max_step_size=1.0, seed_latent="proposed")
-    strategy.setup(NB201, np.random.default_rng(0), model)
+    strategy.setup(NB201, np.random.default_rng(0), CRLSOSurrogate(model, NB201))
     drive(strategy, 3 + 2)
     proposed = [a for a, _ in strategy.labelled.values() if a.genotype in strategy.proposed_at]
     assert len(proposed) == strategy.stats()["proposed"] > 0
@@ -216,7 +223,7 @@ def test_proposed_seed_latent_continues_from_the_point_decoded():
     warm = model.labelled_archs()
     assert torch.equal(strategy.latents(warm), model.embed(warm))  # never proposed: encoded
     encoded = CRLSO(top_k=4, finetune_epochs=2, max_step_size=1.0)
-    encoded.setup(NB201, np.random.default_rng(0), model)
+    encoded.setup(NB201, np.random.default_rng(0), CRLSOSurrogate(model, NB201))
     assert torch.equal(encoded.latents(proposed), encodings)
     with pytest.raises(ValueError, match="seed_latent"):
         CRLSO(seed_latent="decoded")
@@ -236,16 +243,16 @@ def test_normal_scores_keep_the_order_and_spread_the_best():
 def test_finetune_from_fit_does_not_depend_on_earlier_rounds(start):
     settings = dict(top_k=4, finetune_epochs=2, max_step_size=1.0, finetune_target="rank", finetune_from=start)
     searched = CRLSO(**settings)
-    searched.setup(NB201, np.random.default_rng(0), small_model())
+    searched.setup(NB201, np.random.default_rng(0), small_surrogate())
     drive(searched, 3 + 2)  # three fine-tunes so far
     fresh = CRLSO(**settings)
-    fresh.setup(NB201, np.random.default_rng(0), small_model())
+    fresh.setup(NB201, np.random.default_rng(0), small_surrogate())
     fresh.labelled = dict(searched.labelled)
     fresh.generator.set_state(searched.generator.get_state())
     searched.finetune()
     fresh.finetune()
-    same = all(torch.equal(a, b) for a, b in zip(searched.model.head.state_dict().values(),
-                                                  fresh.model.head.state_dict().values()))
+    same = all(torch.equal(a, b) for a, b in zip(searched.surrogate.state_dict()["head"].values(),
+                                                  fresh.surrogate.state_dict()["head"].values()))
     assert same == (start == "fit")  # "last" continues the head the earlier rounds tuned
     with pytest.raises(ValueError, match="finetune_from"):
         CRLSO(finetune_from="scratch")
@@ -262,11 +269,18 @@ def _roundtrip(state):
     return buffer
 
 
-def test_strategy_needs_a_crlso_model():
-    with pytest.raises(ValueError, match="CRLSOModel"):
-        CRLSO().setup(NB201, np.random.default_rng(0), MLPHead(4))
-    with pytest.raises(ValueError, match="predictor"):
+def test_strategy_needs_a_latent_surrogate_of_the_search_space():
+    from lightning_nas.errors import ConfigError
+    from lightning_nas.predictors.gin import GINRegressor
+    from lightning_nas.search.surrogates import surrogate_for
+
+    with pytest.raises(ConfigError, match="needs a LatentSurrogate, which a PredictorSurrogate is not: .*CRLSOModel"):
+        CRLSO().setup(NB201, np.random.default_rng(0), surrogate_for(GINRegressor(), NB201))
+    with pytest.raises(ConfigError, match="needs a trained predictor"):
         CRLSO().setup(NB201, np.random.default_rng(0), None)
+    assert isinstance(surrogate_for(small_model(), NB201), CRLSOSurrogate)
+    with pytest.raises(ConfigError, match="built for space 'nb201' but the search runs on 'nb101'"):
+        surrogate_for(small_model(), get_space("nb101"))
 
 
 @pytest.mark.slow

@@ -16,7 +16,7 @@ from lightning_nas.nn.controller import ArchitectureController, sample_valid, sp
 from lightning_nas.nn.gcn import GCNEncoder
 from lightning_nas.predictors.comparator import NeuralArchitectureComparator
 from lightning_nas.search.ctnas import CTNAS, curriculum_baseline
-from lightning_nas.search.surrogate import PredictorSurrogate
+from lightning_nas.search.surrogates import ComparatorSurrogate, PredictorSurrogate
 from lightning_nas.spaces import get_space
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -183,7 +183,7 @@ def test_reinforce_raises_the_log_prob_of_rewarded_samples():
 def make_strategy(seed: int = 0, **kwargs) -> CTNAS:
     torch.manual_seed(seed)
     nac = NeuralArchitectureComparator(**TINY)
-    surrogate = PredictorSurrogate(nac, NB201, finetune_epochs=2, seed=seed)
+    surrogate = ComparatorSurrogate(nac, NB201, finetune_epochs=2, seed=seed)
     options = dict(initial_size=4, controller_steps=4, samples_per_step=4, baseline_every=2, num_derive=3,
                    explore_pairs=10, pseudo_threshold=0.5, candidate_pool=12)
     strategy = CTNAS(**{**options, **kwargs})
@@ -202,10 +202,13 @@ def test_strategy_refuses_bad_settings_and_a_non_comparator():
         CTNAS(invalid_samples="ignore")
     with pytest.raises(ValueError, match="pseudo_threshold"):
         CTNAS(pseudo_threshold=0.3)
+    from lightning_nas.errors import ConfigError
     from lightning_nas.predictors.gin import GINRegressor
 
-    with pytest.raises(ValueError, match="comparator"):
+    with pytest.raises(ConfigError, match="needs a PairwiseSurrogate, which a PredictorSurrogate is not: .*comparator"):
         CTNAS().setup(NB201, np.random.default_rng(0), PredictorSurrogate(GINRegressor(), NB201))
+    with pytest.raises(ConfigError, match="built for space 'nb101' but the search runs on 'nb201'"):
+        ComparatorSurrogate(NeuralArchitectureComparator(space="nb101", **TINY), NB201)
 
 
 def test_baseline_update_takes_the_best_candidate_by_mean_comparison(monkeypatch):
@@ -218,7 +221,7 @@ def test_baseline_update_takes_the_best_candidate_by_mean_comparison(monkeypatch
         qb = torch.tensor([toy_quality(x.genotype) for x in b])
         return torch.sigmoid(4 * (qa[:, None] - qb[None, :]))
 
-    monkeypatch.setattr(strategy.nac, "compare_all", by_quality)
+    monkeypatch.setattr(strategy.surrogate, "compare_all", by_quality)
     seen = []
     monkeypatch.setattr(strategy, "_sample", lambda n, original=strategy._sample: seen.extend(original(n)) or seen[-n:])
     old = strategy.baseline
@@ -237,7 +240,7 @@ def test_rounds_explore_pseudo_pairs_and_never_repeat_queries():
     assert len(set(keys)) == len(keys) == 16
     stats = strategy.stats()
     assert stats["policy_steps"] == 12 and stats["baseline_updates"] == 6
-    assert stats["pseudo_pairs"] > 0 and len(strategy.nac.pseudo_first) == stats["pseudo_pairs"]
+    assert stats["pseudo_pairs"] > 0 and len(strategy.surrogate.model.pseudo_first) == stats["pseudo_pairs"]
     assert set(strategy.pseudo[2]) <= {0.0, 1.0}
 
 
@@ -245,13 +248,20 @@ def test_rounds_explore_pseudo_pairs_and_never_repeat_queries():
 def test_random_candidates_join_the_pool_the_nac_ranks(monkeypatch, random_candidates):
     strategy = make_strategy(random_candidates=random_candidates)
     play_round(strategy)  # the initial uniform queries
-    ranked = []
-    score = strategy.surrogate.score
-    monkeypatch.setattr(strategy.surrogate, "score", lambda archs: ranked.append(len(archs)) or score(archs))
+    ranked, sampled = [], []
+    score, sample = strategy.surrogate.score, strategy._sample
+    monkeypatch.setattr(strategy.surrogate, "score", lambda archs: ranked.extend(archs) or score(archs))
+    monkeypatch.setattr(strategy, "_sample", lambda n: sampled.extend(sample(n)) or sampled[-n:])
+    uniform_rng = np.random.default_rng()
+    uniform_rng.bit_generator.state = strategy.rng.bit_generator.state  # the round draws its uniform cells first
+    proposed = set(strategy.proposed)
     play_round(strategy)
-    policy_pool = 12 + 1 + len(strategy.past_baselines)  # candidate_pool samples, the baseline, past ones
-    assert ranked[-1] <= policy_pool + random_candidates
-    assert ranked[-1] > random_candidates - 4  # uniform NB201 cells, almost all distinct and unqueried
+    uniform = {NB201.key(NB201.sample(uniform_rng)) for _ in range(random_candidates)}
+    policy = {NB201.key(a) for a in sampled}  # every policy sample of the round, baselines included
+    ranked = {NB201.key(a) for a in ranked}
+    assert uniform - proposed <= ranked  # every new uniform cell is ranked ...
+    assert ranked <= (policy | uniform) - proposed  # ... beside new policy samples, and nothing else
+    assert len(uniform - policy - proposed) >= random_candidates - 4  # the uniform cells are mostly new
     with pytest.raises(ValueError, match="random_candidates"):
         CTNAS(random_candidates=-1)
 
@@ -261,15 +271,14 @@ def test_state_dict_round_trip_resumes_the_same_search():
     for _ in range(2):
         play_round(strategy)
     buffer = io.BytesIO()
-    torch.save({"strategy": strategy.state_dict(), "nac": strategy.nac.state_dict(),
+    torch.save({"strategy": strategy.state_dict(), "surrogate": strategy.surrogate.state_dict(),
                 "torch": torch.get_rng_state()}, buffer)
     expected = [a.genotype for a in play_round(strategy)]
 
     state = torch.load(io.BytesIO(buffer.getvalue()), weights_only=True)
     resumed = make_strategy()
     resumed.load_state_dict(state["strategy"])
-    resumed.nac.load_state_dict(state["nac"])
-    resumed.surrogate.labelled = dict(strategy.surrogate.labelled)  # the loop restores the surrogate too
+    resumed.surrogate.load_state_dict(state["surrogate"])  # as the loop restores both
     torch.set_rng_state(state["torch"])
     assert [a.genotype for a in resumed.ask(4)] == expected
 
@@ -299,7 +308,7 @@ def test_resample_policy_keeps_only_valid_nb101_cells_and_counts_the_rest():
     torch.manual_seed(0)
     nac = NeuralArchitectureComparator(space="nb101", **TINY)
     strategy = CTNAS(samples_per_step=8, invalid_samples="resample")
-    strategy.setup(space, np.random.default_rng(0), PredictorSurrogate(nac, space, finetune_epochs=0))
+    strategy.setup(space, np.random.default_rng(0), ComparatorSurrogate(nac, space, finetune_epochs=0))
     sample = strategy._policy_sample()
     assert len(sample.genotypes) == 8 and split_valid(space, sample.genotypes)[1].all()
     assert strategy.counters["invalid_samples"] > 0

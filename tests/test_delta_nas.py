@@ -23,7 +23,8 @@ from lightning_nas.predictors.difference import DifferencePredictor
 from lightning_nas.proxies.zero_cost import ProxyBatch, score_architecture
 from lightning_nas.search.delta_nas import DeltaNAS
 from lightning_nas.search.loop import SearchLoop
-from lightning_nas.search.surrogate import PredictorSurrogate
+from lightning_nas.search.surrogate import Surrogate
+from lightning_nas.search.surrogates import DifferenceSurrogate, surrogate_for
 from lightning_nas.spaces.base import get_space
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -168,8 +169,8 @@ def test_labelled_pairs_respect_max_edit():
 
 
 # --- the search (Alg. 2) -----------------------------------------------------------------------------
-class LinearGain:
-    """A known utility u(a) = w . onehot(a): gains are its differences."""
+class LinearGain(Surrogate):
+    """A known utility u(a) = w . onehot(a): gains are its differences (a fixed `GainSurrogate`)."""
 
     def __init__(self, space, seed=0):
         self.space = space
@@ -180,6 +181,9 @@ class LinearGain:
 
     def gains(self, base, candidates):
         return torch.tensor([self.utility(c) - self.utility(base) for c in candidates])
+
+    def fit_gains(self, *args):
+        return False
 
     def score(self, archs):
         return torch.tensor([self.utility(a) for a in archs])
@@ -236,7 +240,7 @@ def test_predicted_local_optimum_is_resampled():
 
 def search_loop(nb201, run_dir, budget, model):
     oracle = TabularOracle(nb201, "cifar10_valid_valid_acc", ["cifar10_test_acc"], budget)
-    surrogate = PredictorSurrogate(model, oracle.space, finetune_epochs=3, seed=0)
+    surrogate = surrogate_for(model, oracle.space, finetune_epochs=3, seed=0)
     strategy = DeltaNAS(population_size=5, finetune_every=5)
     return SearchLoop(strategy, oracle, run_dir, seed=7, ask_batch=5, surrogate=surrogate, progress=False).run()
 
@@ -257,6 +261,40 @@ def test_resumed_search_equals_uninterrupted(nb201, tmp_path):
 def test_search_without_predictor_is_refused():
     with pytest.raises(ValueError, match="needs a trained predictor"):
         DeltaNAS().setup(get_space("nb201"), np.random.default_rng(0), None)
+
+
+class ScoreOnly:
+    """Scores and learns, but misses the rest of the `Surrogate` protocol (state, charged labels)."""
+
+    def score(self, archs):
+        return torch.zeros(len(archs))
+
+    def update(self, archs, y):
+        pass
+
+
+def test_a_surrogate_without_the_whole_protocol_is_refused():
+    from lightning_nas.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="DeltaNAS needs a Surrogate, which a ScoreOnly is not"):
+        DeltaNAS().setup(get_space("nb201"), np.random.default_rng(0), ScoreOnly())
+
+
+def test_difference_predictor_gives_gains_and_scores_only_in_absolute_mode():
+    from lightning_nas.errors import CapabilityError
+    from lightning_nas.search.surrogate import GainSurrogate
+
+    space = get_space("nb201")
+    archs = [space.sample(np.random.default_rng(s)) for s in range(3)]
+    difference = surrogate_for(DifferencePredictor(space="nb201", hidden=16), space)
+    assert isinstance(difference, DifferenceSurrogate) and isinstance(difference, GainSurrogate)
+    gains = difference.gains(archs[0], archs[1:])
+    assert torch.allclose(-difference.gains(archs[1], archs[:1]), gains[:1])  # F(a, b) = -F(b, a)
+    with pytest.raises(CapabilityError, match="predicts gains between architectures, not scores"):
+        difference.score(archs)
+    absolute = surrogate_for(DifferencePredictor(space="nb201", hidden=16, mode="absolute"), space)
+    scores = absolute.score(archs)
+    assert torch.allclose(absolute.gains(archs[0], archs[1:]), scores[1:] - scores[0], atol=1e-6)
 
 
 # --- the command line, end to end -----------------------------------------------------------------------

@@ -12,7 +12,8 @@ import torch
 import yaml
 
 from lightning_nas.benchmarks.oracle import Evaluation, Oracle
-from lightning_nas.search.loop import TIMING_FILE, SearchLoop
+from lightning_nas.search.loop import SearchLoop
+from lightning_nas.search.outputs import TIMING_FILE
 from lightning_nas.search.baselines import RandomSearch
 from lightning_nas.spaces import get_space
 

@@ -8,9 +8,8 @@ import torch
 
 from lightning_nas.benchmarks.archive import Benchmark
 from lightning_nas.benchmarks.oracle import TabularOracle
-from lightning_nas.search.ednag import (
-    EDNAG,
-    MatrixLayout,
+from lightning_nas.errors import ConfigError
+from lightning_nas.search.diffusion import (
     alpha_bar_schedule,
     ddim_sigma,
     ddim_step,
@@ -18,7 +17,11 @@ from lightning_nas.search.ednag import (
     fitness_density,
     select_survivors,
 )
+from lightning_nas.search.ednag import EDNAG
 from lightning_nas.search.loop import SearchLoop
+from lightning_nas.search.matrix_layout import MatrixDecoder, MatrixLayout
+from lightning_nas.search.runner import build_surrogate, run_search
+from lightning_nas.search.surrogate import Surrogate
 from lightning_nas.spaces import get_space
 
 OBJECTIVE, REPORT = "cifar10_valid_valid_acc", "cifar10_test_acc"
@@ -29,7 +32,7 @@ def nb201(shared):
     return Benchmark.load(shared / "nb201_200ep.csv.gz")
 
 
-class TableSurrogate:
+class TableSurrogate(Surrogate):
     """A predictor that knows the table (plus optional noise): isolates the search from the predictor."""
 
     def __init__(self, bench, column=OBJECTIVE):
@@ -76,13 +79,28 @@ def test_eq8_sharp_kernel_keeps_each_member_and_eq9_then_returns_it():
     np.testing.assert_allclose(ddim_step(x, x0, 1 - 1e-9, 1 - 1e-10, 0.0, np.zeros_like(x)), x, atol=1e-4)
 
 
-def test_eq9_is_the_ddim_update():
+def test_eq9_keeps_the_marginals_of_the_forward_process_for_any_sigma():
+    """DDIM's defining property: if x_t ~ N(√ᾱ_t x0, 1-ᾱ_t) then x_{t-1} ~ N(√ᾱ_{t-1} x0, 1-ᾱ_{t-1}),
+    whatever σ (σ = 0: deterministic; σ at its cap: all fresh noise)."""
     rng = np.random.default_rng(2)
-    x, x0, z = rng.normal(size=(3, 4)), rng.normal(size=(3, 4)), rng.normal(size=(3, 4))
-    a_t, a_p, s = 0.3, 0.5, 0.2
-    eps = (x - math.sqrt(a_t) * x0) / math.sqrt(1 - a_t)
-    expected = math.sqrt(a_p) * x0 + math.sqrt(1 - a_p - s**2) * eps + s * z
-    np.testing.assert_allclose(ddim_step(x, x0, a_t, a_p, s, z), expected)
+    x0 = rng.normal(size=(1, 8))
+    a_t, a_p = 0.3, 0.6
+    x = math.sqrt(a_t) * x0 + math.sqrt(1 - a_t) * rng.standard_normal((200_000, 8))
+    for sigma in (0.0, 0.3, math.sqrt(1 - a_p)):
+        out = ddim_step(x, x0, a_t, a_p, sigma, rng.standard_normal(x.shape))
+        np.testing.assert_allclose(out.mean(0), math.sqrt(a_p) * x0[0], atol=0.01)
+        np.testing.assert_allclose(out.std(0), math.sqrt(1 - a_p), atol=0.01)
+
+
+def test_eq9_without_noise_keeps_the_predicted_noise():
+    """σ = 0: x_{t-1} lies on the same deterministic path, so it implies the same ε̂ as x_t."""
+    rng = np.random.default_rng(3)
+    x, x0 = rng.normal(size=(3, 4)), rng.normal(size=(3, 4))
+    a_t, a_p = 0.3, 0.5
+    out = ddim_step(x, x0, a_t, a_p, 0.0, rng.normal(size=(3, 4)))
+    implied = lambda xt, a: (xt - math.sqrt(a) * x0) / math.sqrt(1 - a)  # noqa: E731
+    np.testing.assert_allclose(implied(out, a_p), implied(x, a_t))
+    np.testing.assert_allclose(ddim_step(math.sqrt(a_t) * x0, x0, a_t, a_p, 0.0, x), math.sqrt(a_p) * x0)
 
 
 # --- selection ---------------------------------------------------------------------------------
@@ -107,15 +125,15 @@ def test_elitism_skips_duplicate_genotypes_and_keeps_the_best_over_a_run(nb201):
     strategy.setup(nb201.space, np.random.default_rng(0), TableSurrogate(nb201))
     best_so_far = -np.inf
     strategy._start_run()
-    strategy.run["f"], _ = strategy._fitness(strategy.run["g"])
-    while strategy.run["k"] > 0:
-        best_so_far = max(best_so_far, strategy.run["f"].max())
-        offspring, genotypes = strategy._offspring(strategy.run["x"], strategy.run["f"], strategy.run["k"])
-        strategy.run["xo"], strategy.run["go"] = offspring, genotypes
-        fo, _ = strategy._fitness(genotypes)
+    run = strategy.run
+    run.fitness, _ = strategy._fitness(run.genotypes)
+    while run.k > 0:
+        best_so_far = max(best_so_far, run.fitness.max())
+        run.offspring_x, run.offspring = strategy._offspring(run.x, run.fitness, run.k)
+        fo, _ = strategy._fitness(run.offspring)
         best_so_far = max(best_so_far, fo.max())
-        strategy._survive(strategy.run, fo)
-        assert strategy.run["f"].max() == best_so_far  # elitism never loses the best seen
+        strategy._survive(run, fo)
+        assert run.fitness.max() == best_so_far  # elitism never loses the best seen
 
 
 def test_bad_shares_and_settings_are_refused():
@@ -140,12 +158,12 @@ def test_layout_decodes_argmax_per_row_and_masks_padding():
 
 def test_decode_repairs_or_redraws_invalid_cells_and_counts_them():
     space = get_space("darts")  # a random argmax is valid only ~4 % of the time there
-    strategy = EDNAG(fitness="oracle", population_size=40)
-    strategy.setup(space, np.random.default_rng(0))
-    x, genotypes = strategy._decode(np.random.default_rng(1).standard_normal((40, strategy.layout.dim)))
+    decoder = MatrixDecoder(space)
+    x, genotypes = decoder.decode(np.random.default_rng(1).standard_normal((40, decoder.layout.dim)),
+                                  np.random.default_rng(0))
     assert all(space.is_valid(space.make(g)) for g in genotypes)
-    assert [tuple(r) for r in strategy.layout.decode(x).tolist()] == genotypes  # x agrees with the decode
-    s = strategy.decode_stats
+    assert [tuple(r) for r in decoder.layout.decode(x).tolist()] == genotypes  # x agrees with the decode
+    s = decoder.stats
     assert s.decoded == 40 and s.repaired + s.redrawn > 30
 
 
@@ -196,7 +214,7 @@ def test_oracle_mode_asks_for_each_generation(nb201, tmp_path):
     results = run(nb201, strategy, tmp_path, budget=40)
     assert len(results["queries"]) == 40
     assert len(strategy.known) == 40  # every evaluation became fitness
-    assert strategy.run is not None and strategy.run["k"] < 20  # the run advanced on oracle answers
+    assert strategy.run is not None and strategy.run.k < 20  # the run advanced on oracle answers
 
 
 def test_reproducible_by_seed(nb201, tmp_path):
@@ -296,9 +314,24 @@ progress: false
 def test_proxy_mode_is_training_free_end_to_end(nb201, tmp_path):
     strategy = EDNAG(fitness="proxy", proxy="params", steps=4, population_size=6,
                      proxy_network={"channels": 4, "cells_per_stage": 1})
-    results = run(nb201, strategy, tmp_path, budget=3, ask_batch=3)
+    oracle = TabularOracle(nb201, OBJECTIVE, [REPORT], None)
+    results = run_search(None, strategy, budget=3, run_dir=str(tmp_path), ask_batch=3, progress=False, oracle=oracle)
     assert len(results["queries"]) == 3
-    params = [strategy.surrogate.cache[q["arch"]] for q in results["queries"]]
+    params = [strategy.surrogate.cache[q["arch"]] for q in results["queries"]]  # the runner built the proxy
     assert params == sorted(params, reverse=True)  # the largest generated networks are asked first
+
+
+def test_the_runner_builds_the_proxy_surrogate_or_refuses_a_model_beside_it(nb201):
+    from lightning_nas.predictors.gin import GINRegressor
+    from lightning_nas.proxies.oracle import ProxySurrogate
+
+    def build(strategy, model=None, proxy=None):
+        return build_surrogate(strategy, model, nb201.space, proxy, finetune_epochs=0, seed=0, canonical_inputs=False)
+
+    assert isinstance(build(EDNAG(fitness="proxy", proxy="params")), ProxySurrogate)
+    assert isinstance(build(EDNAG(fitness="predictor"), proxy={"proxy": "params"}), ProxySurrogate)
+    assert build(EDNAG(fitness="oracle")) is None
+    with pytest.raises(ConfigError, match="zero-cost proxy 'params'.*remove `model:`"):
+        build(EDNAG(fitness="proxy", proxy="params"), model=GINRegressor())
     with pytest.raises(ValueError, match="real data"):
-        EDNAG(fitness="proxy", proxy="snip").setup(nb201.space, np.random.default_rng(0))
+        build(EDNAG(fitness="proxy", proxy="snip"))

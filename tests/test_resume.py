@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from lightning_nas.search.loop import STATE_FILE, TIMING_FILE
+from lightning_nas.search.loop import STATE_FILE
+from lightning_nas.search.outputs import TIMING_FILE
 from tiny_crlso import tiny_crlso
 
 ROOT = Path(__file__).resolve().parents[1]

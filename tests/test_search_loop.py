@@ -10,7 +10,9 @@ from lightning_nas.benchmarks.oracle import BudgetExhausted, NotInBenchmark, Tab
 from lightning_nas.search.baselines import RandomSearch, RegularizedEvolution
 from lightning_nas.search.dcl_enas import DCLENAS
 from lightning_nas.search.ednag import EDNAG
-from lightning_nas.search.loop import STATE_FILE, SearchLoop, best_after
+from lightning_nas.search.loop import STATE_FILE, SearchLoop
+from lightning_nas.search.statistics import best_after
+from lightning_nas.search.surrogate import Surrogate
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +91,7 @@ class SampledTable(TabularOracle):
         return super()._evaluate(a)
 
 
-class TableScore:
+class TableScore(Surrogate):
     """A predictor that knows the full table: it ranks cells the sampled table lacks near the top too."""
 
     def __init__(self, bench):

@@ -6,9 +6,10 @@ away, encode the pair by `encode(a') - encode(a)` and label it with the differen
 zero-cost proxy (default Zen-score). The difference encoding is many-to-one (with the adjacency
 encoding it depends only on the edit), so each sampled encoding is labelled by the mean proxy
 difference over `samples_per_encoding` pairs that realise the same edit on different
-architectures (paper: n = 4). Proxy values are computed once per architecture and kept in a JSON
-cache file, so reruns and other k reuse them. With `benchmark` + `target` the labels are real
-benchmark differences instead (free; for the k study and the comparisons).
+architectures (paper: n = 4). Proxy values come from `lightning_nas.proxies.cache.ProxyCache`
+(computed once per architecture, kept in a JSON file), so reruns and other k reuse them. With
+`benchmark` + `target` the labels are real benchmark differences instead (free; for the k study
+and the comparisons).
 
 `LabelledPairsDataModule`: the core labelled/held-out split of `ArchitectureDataModule`, served
 as ordered pairs of labelled architectures with their real accuracy difference (the difference
@@ -19,12 +20,8 @@ Batches are `DifferenceBatch(x [B, D], y [B])`; labels are divided by their root
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Sequence
 
 import lightning as L
@@ -46,8 +43,6 @@ from lightning_nas.encodings.difference import (
 )
 from lightning_nas.spaces.base import Architecture, SearchSpace, get_space
 
-#: proxies already on a log scale; every other proxy spans orders of magnitude and is signed-logged
-LOG_DOMAIN_PROXIES = frozenset({"zen", "nwot", "jacov"})
 #: draws per wanted encoding before sampling gives up (small D^k spaces run out of new edits)
 MAX_DRAWS_PER_ENCODING = 50
 
@@ -85,91 +80,6 @@ def rms(values: np.ndarray) -> float:
     """Root mean square, 1 for an empty or all-zero array (a label scale that never divides by 0)."""
     scale = float(np.sqrt(np.mean(np.square(values)))) if len(values) else 0.0
     return scale if scale > 0 else 1.0
-
-
-# --- proxy values, computed once per architecture ----------------------------------------------
-class ProxyCache:
-    """Zero-cost proxy values by benchmark key, kept in a JSON file named after the settings.
-
-    Values are computed with `lightning_nas.proxies.zero_cost.score_architecture` on the
-    benchmark's network (a fresh initialisation under `seed`), then put on a log scale unless the
-    proxy already is one (Zen, NASWOT, Jacov are logs; synflow or params span many decades)."""
-
-    def __init__(
-        self,
-        space: SearchSpace,
-        proxy: str = "zen",
-        cache_dir: str | None = "checkpoints/proxy_cache",
-        batch_size: int = 8,
-        seed: int = 0,
-        input_shape: Sequence[int] = (3, 32, 32),
-        num_classes: int = 10,
-        network: dict | None = None,
-        images=None,
-    ):
-        from lightning_nas.proxies.oracle import proxy_batch
-
-        self.space, self.proxy, self.seed = space, proxy, seed
-        self.network = dict(network or {})
-        self.batch, self.num_classes = proxy_batch([proxy], images, batch_size, seed, input_shape, num_classes)
-        self.settings = {
-            "space": space.name, "proxy": proxy, "batch_size": batch_size, "seed": seed,
-            "input_shape": list(self.batch.input_shape), "num_classes": self.num_classes, "network": self.network,
-            "images": type(images).__name__ if images is not None else "gaussian",
-        }
-        digest = hashlib.sha1(json.dumps(self.settings, sort_keys=True).encode()).hexdigest()[:10]
-        self.path = Path(cache_dir) / f"{space.name}_{proxy}_{digest}.json" if cache_dir else None
-        self.values: dict[str, float] = self._read()
-        self.computed = 0
-        self.seconds = 0.0
-
-    def _read(self) -> dict[str, float]:
-        if self.path is None or not self.path.is_file():
-            return {}
-        try:
-            stored = json.loads(self.path.read_text())
-        except json.JSONDecodeError:
-            raise ValueError(f"proxy cache {self.path} is not valid JSON; delete it to recompute") from None
-        if stored.get("settings") != self.settings:
-            raise ValueError(f"proxy cache {self.path} was written with other settings; delete it to recompute")
-        return {k: float(v) for k, v in stored["values"].items()}
-
-    def save(self) -> None:
-        if self.path is None:
-            return
-        from lightning_nas.io import atomic_write
-
-        merged = {**self._read(), **self.values}  # keep what another run added meanwhile
-        atomic_write(self.path, json.dumps({"settings": self.settings, "values": merged}))
-        self.values = merged
-
-    def __call__(self, archs: Sequence[Architecture], save_every: int = 100) -> np.ndarray:
-        from lightning_nas.proxies.zero_cost import score_architecture
-
-        out = np.empty(len(archs), dtype=np.float64)
-        fresh = 0
-        for i, a in enumerate(archs):
-            key = self.space.key(a)
-            if key not in self.values:
-                start = time.perf_counter()
-                raw = score_architecture(a, self.proxy, self.batch, self.seed, self.num_classes, self.network)
-                self.seconds += time.perf_counter() - start
-                self.values[key] = self._scale(raw)
-                fresh += 1
-                if fresh % save_every == 0:
-                    self.save()
-            out[i] = self.values[key]
-        self.computed += fresh
-        if fresh:
-            self.save()
-        return out
-
-    def _scale(self, raw: float) -> float:
-        # a non-finite value is kept (JSON writes it as -Infinity / NaN): Zen is log 0 on a cell
-        # whose output ignores the input; `DifferenceDataModule` leaves such pairs out
-        if not math.isfinite(raw) or self.proxy in LOG_DOMAIN_PROXIES:
-            return raw
-        return math.copysign(math.log1p(abs(raw)), raw)
 
 
 # --- Alg. 1 -------------------------------------------------------------------------------------
@@ -294,6 +204,8 @@ class DifferenceDataModule(L.LightningDataModule):
                 return np.array([column[bench.row(a)] for a in archs], dtype=np.float64)
 
             return table, lambda a: bench.row(a) is not None and not math.isnan(column[bench.row(a)])
+        from lightning_nas.proxies.cache import ProxyCache
+
         self.proxy_cache = ProxyCache(
             self.space, hp.proxy, hp.cache_dir, hp.proxy_batch_size, hp.proxy_seed,
             tuple(hp.input_shape), hp.num_classes, hp.network, self.images,

@@ -5,6 +5,7 @@ import math
 import time
 from typing import Sequence
 
+import numpy as np
 import torch
 
 from lightning_nas.benchmarks.oracle import Evaluation, Oracle
@@ -18,6 +19,18 @@ def _space(space: str | SearchSpace) -> SearchSpace:
     return get_space(space) if isinstance(space, str) else space
 
 
+def check_proxies(proxies: Sequence[str], datamodule: ImageDataModule | None) -> None:
+    """Every proxy is known, and those that read real data have a `datamodule` to read."""
+    for name in proxies:
+        check_proxy(name)
+    needs_data = sorted(set(proxies) - DATA_FREE)
+    if datamodule is None and needs_data:
+        raise ConfigError(
+            f"the proxies {', '.join(needs_data)} read a batch of real data: give `datamodule:` "
+            f"(e.g. lightning_nas.data.images.DigitsDataModule); only {', '.join(sorted(DATA_FREE))} are data-free"
+        )
+
+
 def proxy_batch(
     proxies: Sequence[str],
     datamodule: ImageDataModule | None,
@@ -28,17 +41,10 @@ def proxy_batch(
 ) -> tuple[ProxyBatch, int]:
     """The batch the proxies read, and the number of classes: a real batch from `datamodule`
     (drawn by `seed`), or, when every proxy is data-free, Gaussian noise of `input_shape`."""
-    for name in proxies:
-        check_proxy(name)
+    check_proxies(proxies, datamodule)
     if datamodule is not None:
         x, y = datamodule.sample_batch(batch_size, seed)
         return ProxyBatch(x, y), datamodule.num_classes
-    needs_data = sorted(set(proxies) - DATA_FREE)
-    if needs_data:
-        raise ConfigError(
-            f"the proxies {', '.join(needs_data)} read a batch of real data: give `datamodule:` "
-            f"(e.g. lightning_nas.data.images.DigitsDataModule); only {', '.join(sorted(DATA_FREE))} are data-free"
-        )
     return ProxyBatch.gaussian(input_shape, batch_size, num_classes, seed), num_classes
 
 
@@ -82,11 +88,13 @@ def signed_log(x: float) -> float:
 
 
 class ProxySurrogate:
-    """A zero-cost proxy behind the `Surrogate` face, so strategies that score many candidates
-    (EDNAG's fitness, Delta-NAS's neighbour choice) can use it instead of a trained predictor.
+    """A zero-cost proxy behind the `Surrogate` protocol (`lightning_nas.search.surrogate`), so
+    strategies that score many candidates (EDNAG's fitness, Delta-NAS's neighbour choice) can use it
+    instead of a trained predictor; the search runner builds it from the search's config.
 
     Scores are `signed_log` of the proxy (same order, bounded scale) unless `log_scale=False`,
-    and are cached by benchmark key. A proxy learns nothing: `update` only records the labels."""
+    and are cached by benchmark key. `seed` (network initialisation, Gaussian batch) None: drawn from
+    the search's RNG when the search starts (`setup`). A proxy learns nothing: labels are ignored."""
 
     def __init__(
         self,
@@ -94,17 +102,28 @@ class ProxySurrogate:
         proxy: str = "nwot",
         datamodule: ImageDataModule | None = None,
         batch_size: int = 64,
-        seed: int = 0,
+        seed: int | None = 0,
         log_scale: bool = True,
         input_shape: Sequence[int] = (3, 32, 32),
         num_classes: int = 10,
         network: dict | None = None,
     ):
-        self.space, self.proxy, self.seed, self.log_scale = _space(space), proxy, seed, log_scale
-        self.network = dict(network or {})
-        self.batch, self.num_classes = proxy_batch([proxy], datamodule, batch_size, seed, input_shape, num_classes)
+        check_proxies([proxy], datamodule)
+        self.space, self.proxy, self.fixed_seed, self.log_scale = _space(space), proxy, seed, log_scale
+        self.datamodule, self.batch_size, self.input_shape = datamodule, batch_size, tuple(input_shape)
+        self.network, self.num_classes = dict(network or {}), num_classes
         self.cache: dict[str, float] = {}
-        self.labelled: dict[str, float] = {}
+        if seed is not None:
+            self._prepare(seed)
+
+    def _prepare(self, seed: int) -> None:
+        self.seed = seed
+        self.batch, self.num_classes = proxy_batch([self.proxy], self.datamodule, self.batch_size, seed,
+                                                   self.input_shape, self.num_classes)
+
+    def setup(self, rng: np.random.Generator) -> None:
+        if self.fixed_seed is None:
+            self._prepare(int(rng.integers(2**31)))
 
     def score(self, archs: Sequence[Architecture]) -> torch.Tensor:
         values = []
@@ -117,5 +136,13 @@ class ProxySurrogate:
         return torch.tensor(values, dtype=torch.float64)
 
     def update(self, archs: Sequence[Architecture], y: Sequence[float]) -> None:
-        for a, t in zip(archs, y):
-            self.labelled[self.space.key(a)] = float(t)
+        pass
+
+    def record(self, archs: Sequence[Architecture], y: Sequence[float]) -> None:
+        pass
+
+    def state_dict(self) -> dict:
+        return {}  # a resumed search draws the same seed again, and the cache refills alike
+
+    def load_state_dict(self, state: dict) -> None:
+        pass

@@ -40,6 +40,7 @@ import torch
 
 from lightning_nas.nn.gvae import INVALID, REPAIRED, VALID
 from lightning_nas.search.strategy import Strategy
+from lightning_nas.search.surrogate import LatentSurrogate
 from lightning_nas.spaces.base import Architecture
 
 DECODE_CHUNK = 16  # attempts decoded per batch
@@ -65,7 +66,9 @@ COUNTERS = (
 
 
 class CRLSO(Strategy):
-    needs_surrogate = True
+    surrogate_protocol = LatentSurrogate
+    surrogate_hint = ("a trained CR-LSO model: lightning_nas.predictors.crlso.CRLSOModel, with ckpt_path "
+                      "its fit checkpoint")
 
     def __init__(
         self,
@@ -88,7 +91,7 @@ class CRLSO(Strategy):
         finetune_from: str = "last",
     ):
         """Step sizes are unit-free: with `normalize_gradient` the step is eta times the radius of
-        the pool's latent cloud (the norm of the per-dimension spread `model.latent_std`) along the
+        the pool's latent cloud (the norm of the per-dimension spread `latent_std`) along the
         unit gradient; with False, Eq. 8 literally: eta times the raw gradient. The noise sigma is
         in units of the per-dimension spread. (The paper's eta / sigma values did not survive;
         the authors' code steps in raw latent units, which depend on the trained model's scale.)"""
@@ -114,28 +117,14 @@ class CRLSO(Strategy):
         self.finetune_target, self.finetune_from = finetune_target, finetune_from
 
     # --- setup ---------------------------------------------------------------------------
-    def setup(self, space, rng, surrogate=None) -> None:
+    def setup(self, space, rng, surrogate: LatentSurrogate | None = None) -> None:
         super().setup(space, rng, surrogate)
-        from lightning_nas.predictors.crlso import CRLSOModel
-
-        model = getattr(surrogate, "model", surrogate)
-        if not isinstance(model, CRLSOModel):
-            raise ValueError(
-                "CRLSO searches in the latent space of a trained CR-LSO model: set model.class_path to "
-                f"lightning_nas.predictors.crlso.CRLSOModel and ckpt_path to its fit checkpoint (got {type(model).__name__})"
-            )
-        if model.space.name != space.name:
-            raise ValueError(f"the CR-LSO model was fit on {model.space.name!r} but the search space is {space.name!r}")
-        self.model = model.eval()
-        self.model.gvae.requires_grad_(False)
         # eta is in units of the latent cloud's radius when the gradient is normalised
-        self.step_unit = float(model.latent_std.norm()) if self.normalize_gradient else 1.0
+        self.step_unit = float(surrogate.latent_std.norm()) if self.normalize_gradient else 1.0
         self.generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
-        if self.finetune_from == "fit":  # what every fine-tune starts from
-            self.fitted_head = {k: v.detach().clone() for k, v in model.head.state_dict().items()}
         self.labelled: dict[str, tuple[Architecture, float]] = {}
         self.asked: set[str] = set()  # proposed keys, told or not (the oracle may not know some)
-        self.warm = model.labelled_archs() if self.warm_start else []
+        self.warm = surrogate.warm_start() if self.warm_start else []
         self.warm_index = 0
         self.counts = {name: 0 for name in COUNTERS}
         self.last_finetune_loss = float("nan")
@@ -178,9 +167,7 @@ class CRLSO(Strategy):
     # --- Alg. 2: one new architecture from one seed --------------------------------------
     def ascent_direction(self, z: torch.Tensor) -> torch.Tensor:
         """The gradient of the predicted accuracy at `z` ([d]), unit length if `normalize_gradient`."""
-        point = z.detach().clone().requires_grad_(True)
-        with torch.enable_grad():
-            (grad,) = torch.autograd.grad(self.model.predicted(point.unsqueeze(0)).sum(), point)
+        grad = self.surrogate.ascent(z)
         if self.normalize_gradient:
             grad = grad / grad.norm().clamp_min(1e-12)
         return grad
@@ -199,8 +186,8 @@ class CRLSO(Strategy):
                 schedule.append(self._grow(*schedule[-1]))
             etas, sigmas = (torch.tensor(v, dtype=z0.dtype, device=z0.device).unsqueeze(1) for v in zip(*schedule))
             eps = torch.randn(chunk, z0.shape[0], generator=self.generator).to(z0.device)
-            points = z0 + (etas * self.step_unit * direction + sigmas * self.model.latent_std * eps)
-            for point, decoded in zip(points, self.model.gvae.decode(points)):
+            points = z0 + (etas * self.step_unit * direction + sigmas * self.surrogate.latent_std * eps)
+            for point, decoded in zip(points, self.surrogate.decode(points)):
                 attempts += 1
                 self._count(decoded.status)
                 if decoded.arch is not None:
@@ -243,7 +230,7 @@ class CRLSO(Strategy):
         points = self.proposed_at if self.seed_latent == "proposed" else {}
         missing = [a for a in archs if a.genotype not in self._latents and a.genotype not in points]
         if missing:
-            for a, z in zip(missing, self.model.embed(missing)):
+            for a, z in zip(missing, self.surrogate.embed(missing)):
                 self._latents[a.genotype] = z
         return torch.stack([points.get(a.genotype, self._latents.get(a.genotype)) for a in archs])
 
@@ -251,12 +238,11 @@ class CRLSO(Strategy):
         archs = [a for a, _ in self.labelled.values()]
         y = torch.tensor([s for _, s in self.labelled.values()], dtype=torch.float32)
         z = self.latents(archs)
-        target = normal_scores(y) if self.finetune_target == "rank" else self.model.standardise(y)
-        if self.finetune_from == "fit":
-            self.model.head.load_state_dict(self.fitted_head)
-        self.last_finetune_loss = self.model.finetune_head(
+        target = normal_scores(y) if self.finetune_target == "rank" else self.surrogate.standardise(y)
+        self.last_finetune_loss = self.surrogate.finetune(
             z, target.to(z.device), self.finetune_epochs, self.finetune_lr, self.finetune_betas,
             self.finetune_batch_size, self.finetune_latent_noise, self.generator,
+            restart=self.finetune_from == "fit",
         )
         self.counts["finetunes"] += 1
 
@@ -276,7 +262,6 @@ class CRLSO(Strategy):
             "warm_index": self.warm_index,
             "counts": dict(self.counts),
             "last_finetune_loss": self.last_finetune_loss,
-            "head": {k: v.detach().clone() for k, v in self.model.head.state_dict().items()},
             "generator": self.generator.get_state(),
             "proposed": [list(g) for g in self.proposed_at],
             "proposed_at": torch.stack(list(self.proposed_at.values())).cpu() if self.proposed_at else None,
@@ -290,10 +275,9 @@ class CRLSO(Strategy):
         self.warm_index = int(state["warm_index"])
         self.counts = {name: int(state["counts"].get(name, 0)) for name in COUNTERS}
         self.last_finetune_loss = float(state["last_finetune_loss"])
-        self.model.head.load_state_dict(state["head"])
         self.generator.set_state(state["generator"])
         points = state.get("proposed_at")  # absent in states written before seed_latent existed
-        self.proposed_at = {tuple(g): z.to(self.model.device) for g, z in
+        self.proposed_at = {tuple(g): z.to(self.surrogate.latent_std.device) for g, z in
                             zip(state.get("proposed", []), points if points is not None else [])}
 
 

@@ -8,8 +8,9 @@ Inside the search loop one round is Alg. 1 of the paper with real queries added:
 2. data exploration: `explore_pairs` pairs of policy samples are labelled by the NAC's own argmax,
    and those it is at least `pseudo_threshold` sure about join its training set;
 3. `ask` returns the best new candidates by NAC score among `candidate_pool` policy samples (plus
-   the baselines, and `random_candidates` uniform samples); the loop queries the oracle and `tell` retrains the NAC (through the
-   `PredictorSurrogate`) on every label gathered so far, pseudo-labelled pairs included.
+   the baselines, and `random_candidates` uniform samples); the loop queries the oracle and `tell`
+   retrains the NAC (through its `PairwiseSurrogate`) on every label gathered so far,
+   pseudo-labelled pairs included.
 
 Before the first round `initial_size` uniform samples are queried (Alg. 1, line 1), so every label
 the NAC ever sees is paid for from the search budget.
@@ -22,8 +23,8 @@ import numpy as np
 import torch
 
 from lightning_nas.nn.controller import ArchitectureController, PolicySample, sample_valid, split_valid
-from lightning_nas.predictors.comparator import NeuralArchitectureComparator
-from lightning_nas.search.strategy import Strategy, Surrogate
+from lightning_nas.search.strategy import Strategy
+from lightning_nas.search.surrogate import PairwiseSurrogate
 from lightning_nas.spaces.base import Architecture, SearchSpace
 
 INVALID_SAMPLE_POLICIES = ("penalise", "resample")
@@ -41,7 +42,8 @@ def curriculum_baseline(probabilities: torch.Tensor) -> int:
 
 
 class CTNAS(Strategy):
-    needs_surrogate = True
+    surrogate_protocol = PairwiseSurrogate
+    surrogate_hint = "the comparator lightning_nas.predictors.comparator.NeuralArchitectureComparator"
 
     def __init__(
         self,
@@ -86,18 +88,9 @@ class CTNAS(Strategy):
         self.random_candidates = random_candidates
 
     # --- setup ---------------------------------------------------------------------------
-    def setup(self, space: SearchSpace, rng: np.random.Generator, surrogate: Surrogate | None = None) -> None:
+    def setup(self, space: SearchSpace, rng: np.random.Generator,
+              surrogate: PairwiseSurrogate | None = None) -> None:
         super().setup(space, rng, surrogate)
-        model = getattr(surrogate, "model", None)
-        if not isinstance(model, NeuralArchitectureComparator):
-            raise ValueError(
-                "CTNAS needs a comparator: set `model: {class_path: "
-                "lightning_nas.predictors.comparator.NeuralArchitectureComparator}` in the search config "
-                f"(got {type(model).__name__})"
-            )
-        if model.space.name != space.name:
-            raise ValueError(f"the comparator was built for space {model.space.name!r} but the search runs on {space.name!r}")
-        self.nac = model
         seed = int(rng.integers(2**62))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -119,7 +112,6 @@ class CTNAS(Strategy):
     def ask(self, n: int) -> list[Architecture]:
         if self.labelled < self.initial_size:
             return self._fresh_uniform(min(n, self.initial_size - self.labelled))
-        self.nac.eval()
         if self.baseline is None:
             self.baseline = self._sample(1)[0]
         for _ in range(self.controller_steps):
@@ -151,7 +143,7 @@ class CTNAS(Strategy):
         if valid.any():
             chosen = [a for a, ok in zip(archs, valid.tolist()) if ok]
             with torch.no_grad():
-                reward[valid] = self.nac.compare(chosen, [self.baseline] * len(chosen)).float().cpu()
+                reward[valid] = self.surrogate.compare(chosen, [self.baseline] * len(chosen)).float().cpu()
         loss = -(sample.log_prob * reward).mean() - self.entropy_coeff * sample.entropy.mean()
         self.optimizer.zero_grad()
         loss.backward()
@@ -195,17 +187,18 @@ class CTNAS(Strategy):
         if all(self.baseline.genotype != b.genotype for b in self.past_baselines):
             self.past_baselines.append(self.baseline)
         candidates = self.past_baselines + self._sample(self.num_derive)
-        self.baseline = candidates[curriculum_baseline(self.nac.compare_all(candidates, candidates).cpu())]
+        probabilities = self.surrogate.compare_all(candidates, candidates).cpu()
+        self.baseline = candidates[curriculum_baseline(probabilities)]
         self.counters["baseline_updates"] += 1
 
     # --- data exploration ----------------------------------------------------------------
     @torch.no_grad()
     def _explore(self) -> None:
-        if self.explore_pairs < 1 or self.nac.hparams.pseudo_ratio == 0:
+        if self.explore_pairs < 1 or not self.surrogate.learns_pseudo_pairs:
             return
         archs = self._sample(2 * self.explore_pairs)
         first, second = archs[: self.explore_pairs], archs[self.explore_pairs :]
-        p = self.nac.compare(first, second).cpu()
+        p = self.surrogate.compare(first, second).cpu()
         confident = (torch.maximum(p, 1 - p) >= self.pseudo_threshold).tolist()
         distinct = [self.space.key(a) != self.space.key(b) for a, b in zip(first, second)]
         keep = [i for i, (c, d) in enumerate(zip(confident, distinct)) if c and d]
@@ -215,7 +208,7 @@ class CTNAS(Strategy):
                                               [float(p[i] > 0.5) for i in keep]))
         )
         self.counters["pseudo_pairs_added"] += len(keep)
-        self.nac.set_pseudo_pairs(*self.pseudo)
+        self.surrogate.set_pseudo_pairs(*self.pseudo)
 
     # --- candidates for real queries ---------------------------------------------------
     @torch.no_grad()
@@ -237,15 +230,7 @@ class CTNAS(Strategy):
 
     def _fresh_uniform(self, n: int) -> list[Architecture]:
         """`n` distinct uniform samples never proposed before (fewer if the tries run out)."""
-        out: dict[str, Architecture] = {}
-        for _ in range(100 * n):
-            a = self.space.sample(self.rng)
-            key = self.space.key(a)
-            if key not in self.proposed and self.answerable(a):
-                out.setdefault(key, a)
-            if len(out) == n:
-                break
-        return self._propose(list(out.values()) or [self.space.sample(self.rng)])
+        return self._propose(self.sample_unseen(n, self.proposed) or [self.space.sample(self.rng)])
 
     # --- resumption ----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -278,4 +263,4 @@ class CTNAS(Strategy):
                        [float(t) for t in state["pseudo_labels"]])
         self.counters = {k: int(v) for k, v in state["counters"].items()}
         self.last_reward = float(state["last_reward"])
-        self.nac.set_pseudo_pairs(*self.pseudo)
+        self.surrogate.set_pseudo_pairs(*self.pseudo)

@@ -23,12 +23,13 @@ import numpy as np
 import torch
 
 from lightning_nas.clustering import manhattan
-from lightning_nas.search.strategy import Strategy, Surrogate
+from lightning_nas.search.strategy import Strategy
+from lightning_nas.search.surrogate import Surrogate, as_numpy
 from lightning_nas.spaces.base import Architecture, SearchSpace
 
 
 class DCLENAS(Strategy):
-    needs_surrogate = True
+    surrogate_protocol = Surrogate
 
     def __init__(
         self,
@@ -177,7 +178,7 @@ class DCLENAS(Strategy):
     def _predict(self, archs: list[Architecture]) -> np.ndarray:
         if not archs:
             return np.empty(0)
-        return self.surrogate.score(archs).detach().cpu().numpy().astype(np.float64)
+        return as_numpy(self.surrogate.score(archs))
 
     def _best_evaluated(self, k: int) -> list[Architecture]:
         best = sorted(self.evaluated, key=lambda g: -self.evaluated[g])[:k]
@@ -187,17 +188,10 @@ class DCLENAS(Strategy):
         return list({a.genotype: a for a in archs}.values())
 
     def _random_unseen(self, k: int, exclude: set[str] | None = None) -> list[Architecture]:
-        exclude = set(self.evaluated_canonical | self.unavailable if exclude is None else exclude)
-        out: list[Architecture] = []
-        for _ in range(1000 * max(k, 1)):
-            if len(out) >= k:
-                break
-            a = self.space.sample(self.rng)
-            key = self.space.canonical(a)
-            if key not in exclude and self.answerable(a):
-                out.append(a)
-                exclude.add(key)
-        return out
+        """`k` random cells that compute something new (by canonical key, not in `exclude`, by
+        default the evaluated and unavailable ones)."""
+        exclude = self.evaluated_canonical | self.unavailable if exclude is None else exclude
+        return self.sample_unseen(k, exclude, self.space.canonical)
 
     # --- resumption and reporting ----------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -10,10 +10,10 @@ helps avoid the issue of getting stuck in local minima", Sec. 4.2) when no neigh
 predicted gain above `min_gain` (a predicted local optimum: Alg. 2's convergence), when all its
 neighbours are queried, or after `patience` rejected proposals in a row.
 
-The gain comes from a `DifferencePredictor` (through the loop's surrogate), from any surrogate
-with `gains(base, candidates)`, or, for an absolute predictor or proxy, from score differences.
-With `finetune`, the difference predictor is fine-tuned on the real differences of the queried
-architectures that are at most `finetune_max_edit` edits apart, every `finetune_every` labels.
+The gain comes from a `GainSurrogate` (the `DifferencePredictor`'s), or, for any other surrogate
+(an absolute predictor, a proxy), from score differences. With `finetune`, every `finetune_every`
+labels a gain surrogate is fine-tuned on the real differences of the queried architectures that
+are at most `finetune_max_edit` edits apart, any other on all labels (`update`).
 """
 from __future__ import annotations
 
@@ -23,15 +23,15 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from lightning_nas.search.strategy import Strategy, Surrogate
+from lightning_nas.search.strategy import Strategy
+from lightning_nas.search.surrogate import GainSurrogate, Surrogate
 from lightning_nas.spaces.base import Architecture, SearchSpace
 
 ACCEPT_RULES = ("always", "improvement")
-MAX_SAMPLE_TRIES = 1000  # random draws before a re-sample accepts an already queried architecture
 
 
 class DeltaNAS(Strategy):
-    needs_surrogate = True
+    surrogate_protocol = Surrogate
 
     def __init__(
         self,
@@ -71,14 +71,7 @@ class DeltaNAS(Strategy):
     def setup(self, space: SearchSpace, rng: np.random.Generator, surrogate: Surrogate | None = None) -> None:
         super().setup(space, rng, surrogate)
         self._reset()
-        model = getattr(surrogate, "model", None)
-        self.predictor = model if hasattr(model, "gains") else None
-        self._gain_fn = (
-            self.predictor.gains if self.predictor is not None
-            else getattr(surrogate, "gains", None) or self._score_difference
-        )
-        if self.finetune_epochs is None:
-            self.finetune_epochs = int(getattr(surrogate, "finetune_epochs", 20))
+        self._gain_fn = surrogate.gains if isinstance(surrogate, GainSurrogate) else self._score_difference
 
     def _score_difference(self, base: Architecture, candidates: Sequence[Architecture]) -> torch.Tensor:
         scores = self.surrogate.score([base, *candidates]).double()
@@ -120,12 +113,7 @@ class DeltaNAS(Strategy):
         return candidates[best]
 
     def _fresh_sample(self) -> Architecture:
-        taken = self._taken()
-        for _ in range(MAX_SAMPLE_TRIES):
-            a = self.space.sample(self.rng)
-            if self.space.key(a) not in taken:
-                return a
-        return a
+        return (self.sample_unseen(1, self._taken()) or [self.space.sample(self.rng)])[0]
 
     # --- tell ------------------------------------------------------------------------------
     def tell(self, archs: Sequence[Architecture], scores: Sequence[float]) -> None:
@@ -157,28 +145,17 @@ class DeltaNAS(Strategy):
             self.members[member] = None
 
     def _finetune(self) -> None:
-        """Difference predictor: on real differences of close labelled pairs; absolute predictor:
-        on the z-scored labels; any other surrogate: its own `update` with every label so far."""
-        from lightning_nas.data.difference import labelled_pairs, rms
-        from lightning_nas.encodings.difference import encode
-
+        """A gain surrogate: on real differences of close labelled pairs (or, in absolute mode, on
+        the labels); any other surrogate: its own `update` with every label so far."""
         archs = [a for a, _ in self.labels.values()]
         y = np.array([s for _, s in self.labels.values()])
         self.labels_at_finetune = len(self.labels)
-        if self.predictor is None:
+        if not isinstance(self.surrogate, GainSurrogate):
             self.surrogate.update(archs, y.tolist())
             return
-        encoding = self.predictor.hparams.encoding
-        if self.predictor.hparams.mode == "absolute":
-            x, targets = encode(self.space, archs, encoding), (y - y.mean()) / rms(y - y.mean())
-        else:
-            x, deltas = labelled_pairs(self.space, archs, y, encoding, self.finetune_max_edit)
-            targets = deltas / rms(deltas)
-        if len(targets) < 2:
-            return
-        seed = int(self.rng.integers(2**31))
-        self.predictor.fit_pairs(x, targets, self.finetune_epochs, self.finetune_batch_size, seed)
-        self.counts["finetunes"] += 1
+        if self.surrogate.fit_gains(archs, y, self.finetune_max_edit, self.finetune_epochs,
+                                    self.finetune_batch_size, self.rng):
+            self.counts["finetunes"] += 1
 
     # --- resumption ------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -1,10 +1,8 @@
 """The one search loop: drives a Strategy against an Oracle, records, checkpoints, resumes."""
 from __future__ import annotations
 
-import csv
 import io
 import json
-import math
 import os
 import random
 import time
@@ -19,12 +17,13 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning_nas.benchmarks.oracle import Evaluation, NotInBenchmark, Oracle
 from lightning_nas.errors import ConfigError
 from lightning_nas.io import atomic_write
+from lightning_nas.search.outputs import write_outputs
 from lightning_nas.search.ranks import Ranks
 from lightning_nas.search.stopping import StopRequests
 from lightning_nas.search.strategy import Strategy
+from lightning_nas.search.surrogate import Surrogate
 
 STATE_FILE = "search_state.pt"
-TIMING_FILE = "timing.json"  # wall-clock figures live apart, so a resumed run's results.json is byte-identical
 STALL_LIMIT = 1000  # consecutive asks that bring nothing new before the loop gives up
 
 
@@ -45,7 +44,7 @@ class SearchLoop:
         run_dir: str | os.PathLike,
         seed: int = 0,
         ask_batch: int = 1,
-        surrogate: Any = None,
+        surrogate: Surrogate | None = None,
         config: dict | None = None,
         progress: bool = True,
         initial: list | None = None,
@@ -72,6 +71,8 @@ class SearchLoop:
         random.seed(self.seed)
         rng = np.random.default_rng(self.seed)
         torch.manual_seed(self.seed)
+        if self.surrogate is not None:
+            self.surrogate.setup(rng)
         self.strategy.setup(self.oracle.space, rng, self.surrogate)
         if self.table_only:
             self.strategy.restrict(self.oracle.contains)
@@ -102,7 +103,7 @@ class SearchLoop:
                     raise self._stopped(checkpointed=self.oracle.used)
         results = self.results()
         if self.ranks.is_zero:
-            self.write_outputs(results)
+            write_outputs(self.run_dir, results, self.timing())
         return results
 
     def _round(self) -> None:
@@ -152,8 +153,8 @@ class SearchLoop:
             self._record(a, evaluation)
             archs.append(a)
             scores.append(evaluation.score)
-        if hasattr(self.surrogate, "labelled"):
-            self.surrogate.labelled.update((a.genotype, s) for a, s in zip(archs, scores))
+        if self.surrogate is not None:
+            self.surrogate.record(archs, scores)
         self.strategy.tell(archs, scores)
 
     def _record(self, arch, evaluation) -> None:
@@ -185,7 +186,7 @@ class SearchLoop:
             "python_rng": json.dumps(random.getstate()),
             "torch_rng": torch.get_rng_state(),
             "strategy": self.strategy.state_dict(),
-            "surrogate": self.surrogate.state_dict() if hasattr(self.surrogate, "state_dict") else {},
+            "surrogate": self.surrogate.state_dict() if self.surrogate is not None else {},
             "skipped_not_in_benchmark": self.skipped_not_in_benchmark,
             "elapsed": self.elapsed,
         }
@@ -257,21 +258,6 @@ class SearchLoop:
         return {"wall_time_s": round(self.elapsed, 3), "ranks": self.ranks.size, "query_elapsed_s": self.query_seconds,
                 "strategy": timings() if callable(timings) else {}}
 
-    def write_outputs(self, results: dict[str, Any]) -> None:
-        atomic_write(self.run_dir / TIMING_FILE, json.dumps(self.timing(), indent=1))
-        atomic_write(self.run_dir / "results.json", json.dumps(results, indent=1, default=float))
-        report_names = sorted(results["queries"][0]["report"]) if results["queries"] else []
-        out = io.StringIO()
-        writer = csv.writer(out)
-        writer.writerow(["query", "arch", "score", *report_names, "best_arch", "best_score", *[f"best_{n}" for n in report_names]])
-        for q in results["queries"]:
-            writer.writerow(
-                [q["query"], q["arch"], q["score"], *[q["report"][n] for n in report_names],
-                 q["best"]["arch"], q["best"]["score"], *[q["best"]["report"][n] for n in report_names]]
-            )
-        atomic_write(self.run_dir / "queries.csv", out.getvalue())
-        atomic_write(self.run_dir / "trajectory.png", trajectory_png(results, report_names))
-
     def _progress_bar(self, resumed: bool):
         from contextlib import contextmanager
 
@@ -297,42 +283,3 @@ class SearchLoop:
 
         return bar()
 
-
-def trajectory_png(results: dict[str, Any], report_names: list[str]) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    queries = results["queries"]
-    x = [q["query"] for q in queries]
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-    ax.plot(x, [q["best"]["score"] for q in queries], label="best objective (search metric)")
-    for name in report_names:
-        ax.plot(x, [q["best"]["report"][name] for q in queries], label=f"{name} of best", linestyle="--")
-    ax.set_xlabel("oracle queries")
-    ax.set_ylabel("metric")
-    ax.set_title(f"{results['strategy']} seed {results['seed']}")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    return buffer.getvalue()
-
-
-def wall_time(run_dir: str | os.PathLike) -> float:
-    """The search time of a finished run (its timing.json)."""
-    return float(json.loads((Path(run_dir) / TIMING_FILE).read_text())["wall_time_s"])
-
-
-def best_after(results: dict[str, Any], budget: int) -> dict[str, Any] | None:
-    """The best-by-objective record after `budget` queries (None if the run made no query)."""
-    queries = results["queries"][:budget]
-    return queries[-1]["best"] if queries else None
-
-
-def mean_std(values: list[float]) -> tuple[float, float]:
-    if not values:
-        return math.nan, math.nan
-    return float(np.mean(values)), float(np.std(values))

@@ -13,7 +13,9 @@ from lightning_nas.predictors.base import read_checkpoint
 from lightning_nas.search.loop import SearchLoop
 from lightning_nas.search.stopping import StopRequests
 from lightning_nas.search.strategy import Strategy
-from lightning_nas.search.surrogate import PredictorSurrogate
+from lightning_nas.search.surrogate import Surrogate
+from lightning_nas.search.surrogates import surrogate_for
+from lightning_nas.spaces.base import SearchSpace
 
 
 def load_predictor(model: torch.nn.Module, ckpt_path: str) -> torch.nn.Module:
@@ -55,6 +57,26 @@ def check_featurisation(ckpt_path: str, fitted_data: dict[str, Any], canonical_i
         )
 
 
+def build_surrogate(strategy: Strategy, model: torch.nn.Module | None, space: SearchSpace,
+                    proxy: dict | None, finetune_epochs: int, seed: int,
+                    canonical_inputs: bool) -> Surrogate | None:
+    """The search's surrogate: a zero-cost proxy (`proxy`, else the strategy's `proxy_surrogate`;
+    its seed drawn from the search's RNG unless given), or the trained predictor `model`, or none."""
+    proxy = proxy if proxy is not None else strategy.proxy_surrogate
+    if proxy is not None:
+        if model is not None:
+            raise ConfigError(
+                f"{type(strategy).__name__} scores with the zero-cost proxy {proxy.get('proxy')!r}, and `model:` "
+                "gives a trained predictor as well: remove `model:` and `ckpt_path:`"
+            )
+        from lightning_nas.proxies.oracle import ProxySurrogate
+
+        return ProxySurrogate(space, **{"seed": None, **proxy})
+    if model is None:
+        return None
+    return surrogate_for(model, space, finetune_epochs, seed, canonical_inputs)
+
+
 def run_search(
     datamodule: ArchitectureDataModule | None,
     strategy: Strategy | None,
@@ -72,7 +94,10 @@ def run_search(
     charge_predictor_labels: bool = True,
     stop_requests: StopRequests | None = None,
     table_only: bool = False,
+    proxy: dict | None = None,
 ) -> dict[str, Any]:
+    """`proxy`: score with this zero-cost proxy (`lightning_nas.proxies.oracle.ProxySurrogate`'s
+    arguments besides the space) instead of a trained predictor."""
     if strategy is None:
         raise ConfigError("no `strategy:` given: name a class, e.g. lightning_nas.search.baselines.RandomSearch")
     if datamodule is None and oracle is None:
@@ -92,10 +117,7 @@ def run_search(
         oracle = TabularOracle(datamodule.benchmark, datamodule.hparams.target, list(report), budget)
     else:
         oracle.budget = budget
-    surrogate = None
-    if model is not None:
-        surrogate = PredictorSurrogate(model, oracle.space, finetune_epochs=finetune_epochs, seed=seed,
-                                       canonical_inputs=canonical_inputs)
+    surrogate = build_surrogate(strategy, model, oracle.space, proxy, finetune_epochs, seed, canonical_inputs)
     # labels the predictor was fitted on are oracle answers too: they are the run's first queries
     initial = predictor_labels(fitted_data) if charge_predictor_labels else []
     if len(initial) > budget:

@@ -2,27 +2,27 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, Collection, Sequence
 
 import numpy as np
-import torch
 
+from lightning_nas.errors import ConfigError
+from lightning_nas.search.surrogate import Surrogate
 from lightning_nas.spaces.base import Architecture, SearchSpace
 
-
-class Surrogate(Protocol):
-    """What a strategy sees of a trained predictor: higher score = predicted better."""
-
-    def score(self, archs: Sequence[Architecture]) -> torch.Tensor: ...
-
-    def update(self, archs: Sequence[Architecture], y: Sequence[float]) -> None: ...
+SAMPLE_TRIES = 1000  # uniform draws per wanted architecture before `sample_unseen` gives up
 
 
 class Strategy(ABC):
     """ask -> the loop evaluates through its oracle -> tell. No file or benchmark access here."""
 
-    #: set by strategies that cannot run without a predictor (`model:` in the search config)
-    needs_surrogate: bool = False
+    #: the surrogate protocol (`lightning_nas.search.surrogate`) the strategy cannot run without, if any
+    surrogate_protocol: type[Surrogate] | None = None
+    #: a predictor that gives it (`model:` in the search config), named when setup refuses a surrogate
+    surrogate_hint: str = "a trained predictor"
+    #: a zero-cost proxy to score with instead of a trained predictor (`ProxySurrogate` arguments);
+    #: the search runner builds that surrogate
+    proxy_surrogate: dict[str, Any] | None = None
     _answerable: Callable[[Architecture], bool] | None = None
 
     def restrict(self, answerable: Callable[[Architecture], bool]) -> None:
@@ -34,8 +34,15 @@ class Strategy(ABC):
         return self._answerable is None or self._answerable(a)
 
     def setup(self, space: SearchSpace, rng: np.random.Generator, surrogate: Surrogate | None = None) -> None:
-        if self.needs_surrogate and surrogate is None:
-            raise ValueError(f"{type(self).__name__} needs a trained predictor: give `model:` and `ckpt_path:`")
+        protocol = self.surrogate_protocol
+        if protocol is not None and surrogate is None:
+            raise ConfigError(
+                f"{type(self).__name__} needs a trained predictor: give `model:` and `ckpt_path:`")
+        if protocol is not None and not isinstance(surrogate, protocol):
+            raise ConfigError(
+                f"{type(self).__name__} needs a {protocol.__name__}, which a {type(surrogate).__name__} is not: "
+                f"set `model:` to {self.surrogate_hint}"
+            )
         self.space, self.rng, self.surrogate = space, rng, surrogate
 
     @abstractmethod
@@ -51,6 +58,26 @@ class Strategy(ABC):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         pass
+
+    def sample_unseen(self, n: int, exclude: Collection[str] = (),
+                      identity: Callable[[Architecture], str] | None = None,
+                      distinct: bool = True) -> list[Architecture]:
+        """Up to `n` uniform samples of the space that the oracle can answer and whose identity
+        (default: the space's key) is not in `exclude`, distinct by identity unless `distinct` is
+        False; fewer when `SAMPLE_TRIES` draws per wanted sample find no more."""
+        identity = identity or self.space.key
+        out: list[Architecture] = []
+        taken: set[str] = set()
+        for _ in range(SAMPLE_TRIES * n):
+            if len(out) == n:
+                break
+            a = self.space.sample(self.rng)
+            key = identity(a)
+            if key not in exclude and key not in taken and self.answerable(a):
+                out.append(a)
+                if distinct:
+                    taken.add(key)
+        return out
 
     # helpers for (de)serialising architectures in state dicts
     def _pack(self, archs: Sequence[Architecture]) -> list[list[int]]:

@@ -1,83 +1,107 @@
-"""`PredictorSurrogate`: a trained predictor as strategies see it (score, update)."""
+"""What a strategy sees of a predictor: the `Surrogate` protocol and the narrow protocols some need.
+
+A strategy names the protocol it needs (`Strategy.surrogate_protocol`) and `Strategy.setup`
+refuses a surrogate that does not implement it, so strategies reach predictors only through these
+methods.
+Implementations: `lightning_nas.search.surrogates` (trained predictors) and
+`lightning_nas.proxies.oracle.ProxySurrogate` (a zero-cost proxy). A class that subclasses
+`Surrogate` inherits the defaults below (no randomness, no state, charged labels ignored)."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Protocol, Sequence, runtime_checkable
 
-import lightning as L
 import numpy as np
 import torch
 
-from lightning_nas.data.datamodule import labelled_loader
-from lightning_nas.encodings.graph import to_batch
-from lightning_nas.training import quiet_lightning, quiet_trainer
-from lightning_nas.spaces.base import Architecture, SearchSpace
+from lightning_nas.spaces.base import Architecture
 
 
-class PredictorSurrogate:
-    """Scores architectures with a predictor and fine-tunes it on every label the search gathers.
+@runtime_checkable
+class Surrogate(Protocol):
+    """Scores architectures (higher = predicted better) and learns from the labels the search gathers."""
 
-    `update` keeps all labels seen so far and fine-tunes on them (z-scored together) for
-    `finetune_epochs` with a quiet Lightning Trainer; 0 epochs keeps the predictor frozen.
-    `canonical_inputs`: featurise as the predictor's fit did (`ArchitectureDataModule`)."""
+    def setup(self, rng: np.random.Generator) -> None:
+        """Called by the loop before the strategy's setup: a surrogate that needs randomness (a
+        proxy's network initialisation) draws its seed from the search's `rng` here."""
 
-    def __init__(
-        self,
-        model: L.LightningModule,
-        space: SearchSpace,
-        finetune_epochs: int = 20,
-        batch_size: int = 64,
-        seed: int = 0,
-        score_chunk: int = 2048,
-        canonical_inputs: bool = False,
-    ):
-        self.model, self.space, self.canonical_inputs = model, space, canonical_inputs
-        self.finetune_epochs, self.batch_size, self.seed = finetune_epochs, batch_size, seed
-        self.score_chunk = score_chunk
-        self.labelled: dict[tuple[int, ...], float] = {}
-        self.updates = 0
-
-    @torch.no_grad()
-    def score(self, archs: Sequence[Architecture]) -> torch.Tensor:
-        self.model.eval()
-        out = [
-            self.model(to_batch(self.space, archs[i : i + self.score_chunk], canonical=self.canonical_inputs)).float()
-            for i in range(0, len(archs), self.score_chunk)
-        ]
-        return torch.cat(out) if out else torch.empty(0)
+    def score(self, archs: Sequence[Architecture]) -> torch.Tensor: ...
 
     def update(self, archs: Sequence[Architecture], y: Sequence[float]) -> None:
-        for a, t in zip(archs, y):
-            self.labelled[a.genotype] = float(t)
-        self.updates += 1
-        if self.finetune_epochs <= 0 or len(self.labelled) < 2:
-            return
-        genotypes = list(self.labelled)
-        loader = labelled_loader(
-            self.space,
-            [self.space.make(g) for g in genotypes],
-            [self.labelled[g] for g in genotypes],
-            batch_size=self.batch_size,
-            seed=self.seed + self.updates,
-            canonical=self.canonical_inputs,
-        )
-        trainer = quiet_trainer(self.finetune_epochs)
-        self.model.train()
-        with quiet_lightning():
-            trainer.fit(self.model, train_dataloaders=loader)
+        """New labels from the oracle; a surrogate that learns from labels does so here."""
 
-    # --- resumption ----------------------------------------------------------------------
+    def record(self, archs: Sequence[Architecture], y: Sequence[float]) -> None:
+        """Labels charged to the search before it starts (the predictor's own training labels):
+        remembered for later updates, nothing is learnt now."""
+
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "model": self.model.state_dict(),
-            "labelled_genotypes": [list(g) for g in self.labelled],
-            "labelled_y": list(self.labelled.values()),
-            "updates": self.updates,
-        }
+        """What changes during a search, as tensors / numbers / strings / lists."""
+        return {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        self.labelled = {tuple(g): float(t) for g, t in zip(state["labelled_genotypes"], state["labelled_y"])}
-        self.updates = int(state["updates"])
+        pass
+
+
+@runtime_checkable
+class PairwiseSurrogate(Surrogate, Protocol):
+    """A comparator, P[a better than b] (CTNAS), that can learn from pairs it labelled itself."""
+
+    def compare(self, first: Sequence[Architecture], second: Sequence[Architecture]) -> torch.Tensor:
+        """P[first_i better than second_i] for aligned lists."""
+
+    def compare_all(self, rows: Sequence[Architecture], columns: Sequence[Architecture]) -> torch.Tensor:
+        """[len(rows), len(columns)]: P[rows_i better than columns_j]."""
+
+    @property
+    def learns_pseudo_pairs(self) -> bool:
+        """Whether pseudo-labelled pairs enter its training at all."""
+
+    def set_pseudo_pairs(self, first: Sequence[Architecture], second: Sequence[Architecture],
+                         labels: Sequence[float]) -> None:
+        """Pairs labelled by the comparator itself (1: first is better), replacing the last set."""
+
+
+@runtime_checkable
+class LatentSurrogate(Surrogate, Protocol):
+    """A continuous latent space with a decoder and a differentiable accuracy predictor on it (CR-LSO)."""
+
+    @property
+    def latent_std(self) -> torch.Tensor:
+        """[d] spread of the latent cloud per dimension (the unit of steps)."""
+
+    def embed(self, archs: Sequence[Architecture]) -> torch.Tensor:
+        """[n, d] latent points of architectures."""
+
+    def decode(self, points: torch.Tensor) -> list:
+        """One decode verdict per latent point (`lightning_nas.nn.gvae.Decoded`)."""
+
+    def ascent(self, z: torch.Tensor) -> torch.Tensor:
+        """[d] gradient of the predicted accuracy at the latent point `z`."""
+
+    def warm_start(self) -> list[Architecture]:
+        """The architectures the predictor was fitted on (a search pays for their labels)."""
+
+    def standardise(self, y: torch.Tensor) -> torch.Tensor:
+        """Labels on the scale the predictor was fitted on."""
+
+    def finetune(self, z: torch.Tensor, target: torch.Tensor, epochs: int, lr: float,
+                 betas: tuple[float, float], batch_size: int, latent_noise: float,
+                 generator: torch.Generator, restart: bool) -> float:
+        """Fit the predictor to (latent point, target) pairs, starting from the fitted predictor when
+        `restart`, else from the last fine-tune; returns the last epoch's mean loss."""
+
+
+@runtime_checkable
+class GainSurrogate(Surrogate, Protocol):
+    """Predicted gains of moving from one architecture to others (Delta-NAS)."""
+
+    def gains(self, base: Architecture, candidates: Sequence[Architecture]) -> torch.Tensor:
+        """Predicted gain of each candidate over `base`."""
+
+    def fit_gains(self, archs: Sequence[Architecture], y: np.ndarray, max_edit: int | None,
+                  epochs: int | None, batch_size: int, rng: np.random.Generator) -> bool:
+        """Fine-tune on the real gains between labelled architectures at most `max_edit` edits apart
+        (`epochs` None: the search's `finetune_epochs`); the seed of the fine-tune is drawn from
+        `rng` only when there is something to fit. Returns whether it fitted."""
 
 
 def as_numpy(scores: torch.Tensor) -> np.ndarray:
