@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from lightning_nas.encodings.graph import to_batch
+from lightning_nas.errors import CapabilityError
 from lightning_nas.spaces import InvalidArchitectureError, get_space
 from lightning_nas.spaces.base import Architecture
 from lightning_nas.spaces.darts import DARTSSpace
@@ -137,8 +138,10 @@ def test_enumerate_yields_every_architecture_once(name, size):
 
 
 def test_darts_is_too_large_to_enumerate():
-    with pytest.raises(NotImplementedError):
-        next(get_space("darts").enumerate())
+    space = get_space("darts")
+    assert not space.supports("enumerate") and get_space("nb201").supports("enumerate")
+    with pytest.raises(CapabilityError, match="the darts search space has no enumeration"):
+        next(space.enumerate())
 
 
 # --- canonical keys: cell-on-edges -------------------------------------------------------------
@@ -412,8 +415,9 @@ def test_edge_cell_encodings(name, path_size, data):
     expected = {(0, 1), (0, 2), (0, 4), (1, 3), (1, 5), (2, 6), (3, 6), (4, 7), (5, 7), (6, 7)}
     assert graph.x.shape == (8, 2 + k) and set(map(tuple, graph.edge_index.t().tolist())) == expected
     assert torch.equal(graph.x[1:7].argmax(1) - 2, torch.tensor(a.genotype))
-    edges = space.to_graph(a, ops_on="edges")
+    edges = space.codec().encoder_graph(a)  # the G-VAE's view: ops on the edges of the 4-node cell
     assert edges.edge_attr.shape == (6, k) and edges.edge_index.shape == (2, 6)
+    assert torch.equal(edges.edge_attr.argmax(1), torch.tensor(a.genotype))
     path = space.path_encoding(a)
     assert path.shape == (path_size,)
     # one slot per op sequence along a route 0->3 with no 'none' op on it

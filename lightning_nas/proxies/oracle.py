@@ -3,18 +3,21 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 
 from lightning_nas.benchmarks.oracle import Evaluation, Oracle
 from lightning_nas.data.images import ImageDataModule
 from lightning_nas.proxies.zero_cost import DATA_FREE, ProxyBatch, check_proxy, score_proxies
-from lightning_nas.spaces.base import Architecture, SearchSpace, get_space
+from lightning_nas.spaces.base import Architecture, SpaceRef, get_space
 
 
-def _space(space: str | SearchSpace) -> SearchSpace:
-    return get_space(space) if isinstance(space, str) else space
+def _space(space: SpaceRef, by: str):
+    """The space, refused up front when it cannot build the networks the proxies score."""
+    resolved = get_space(space)
+    resolved.require("network", by=by)
+    return resolved
 
 
 def proxy_batch(
@@ -51,7 +54,7 @@ class ProxyOracle(Oracle):
 
     def __init__(
         self,
-        space: str | SearchSpace,
+        space: str | dict[str, Any],
         proxy: str = "nwot",
         datamodule: ImageDataModule | None = None,
         batch_size: int = 64,
@@ -62,7 +65,7 @@ class ProxyOracle(Oracle):
         num_classes: int = 10,
         network: dict | None = None,
     ):
-        super().__init__(_space(space), budget)
+        super().__init__(_space(space, "the zero-cost proxy oracle (ProxyOracle)"), budget)
         self.proxy, self.report_proxies = proxy, [p for p in report if p != proxy]
         self.seed, self.network = seed, dict(network or {})
         self.batch, self.num_classes = proxy_batch(
@@ -89,7 +92,7 @@ class ProxySurrogate:
 
     def __init__(
         self,
-        space: str | SearchSpace,
+        space: str | dict[str, Any],
         proxy: str = "nwot",
         datamodule: ImageDataModule | None = None,
         batch_size: int = 64,
@@ -99,7 +102,8 @@ class ProxySurrogate:
         num_classes: int = 10,
         network: dict | None = None,
     ):
-        self.space, self.proxy, self.seed, self.log_scale = _space(space), proxy, seed, log_scale
+        self.space = _space(space, "the zero-cost proxy surrogate (ProxySurrogate)")
+        self.proxy, self.seed, self.log_scale = proxy, seed, log_scale
         self.network = dict(network or {})
         self.batch, self.num_classes = proxy_batch([proxy], datamodule, batch_size, seed, input_shape, num_classes)
         self.cache: dict[str, float] = {}
