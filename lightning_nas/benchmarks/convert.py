@@ -1012,7 +1012,7 @@ def convert_main(argv: Sequence[str] | None = None) -> int:
                         help=f"input format: auto (default: from the name and content), {', '.join(FORMATS)}")
     parser.add_argument("--space", default=None,
                         help="search space of CSV tables: a name, a class path (package.module.Class) or a "
-                             "{class_path, init_args} spec (.yaml/.json file or JSON text); default: inferred from keys")
+                             "{class_path, init_args} spec (.yaml/.json file or JSON text); default: from the keys")
     parser.add_argument("--trust-pickle", action="store_true",
                         help="allow loading pickle-based inputs (.pth, NATS, NASLib); pickles can run code")
     start = time.perf_counter()

@@ -67,6 +67,9 @@ class SearchSpace(ABC):
 
     name: str
 
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
+
     # --- construction and identity -------------------------------------------------------
     def make(self, genotype: Sequence[int]) -> Architecture:
         return Architecture(self.name, tuple(int(g) for g in genotype))
@@ -168,12 +171,12 @@ class SearchSpace(ABC):
             "(docs/search_spaces.md)"
         )
 
-    def network(self, a: Architecture, num_classes: int = 10, in_channels: int = 3, **options) -> "nn.Module":
+    def network(self, a: Architecture, num_classes: int = 10, in_channels: int = 3, **options) -> nn.Module:
         """The trainable network of `a`: an `nn.Module` with `forward(x)` -> logits and
         `features(x)` -> the map before global pooling; `options` are the builder's (width, depth)."""
         raise self.missing("network")
 
-    def codec(self) -> "GraphCodec":
+    def codec(self) -> GraphCodec:
         """The G-VAE's view of the space (CR-LSO): encoder graphs, decoder targets, decoding."""
         raise self.missing("codec")
 
@@ -204,18 +207,17 @@ def register(space: SearchSpace, reference: str | None = None) -> SearchSpace:
         raise ConfigError(f"{space!r} is not a search space (a lightning_nas.spaces.SearchSpace)")
     reference = reference or _default_reference(space)
     existing = _REGISTRY.get(space.name)
-    if existing is not None and existing is not space:
-        if type(existing) is type(space) and existing.init_args() == space.init_args():
-            _ALIASES[reference] = space.name
-            return existing
+    if existing is None:
+        _REGISTRY[space.name] = space
+        _REFERENCES[space.name] = reference
+    elif existing is not space and not (type(existing) is type(space) and existing.init_args() == space.init_args()):
+        how = "with other init_args" if type(existing) is type(space) else f"besides the registered {existing!r}"
         raise ConfigError(
-            f"two different search spaces are named {space.name!r} ({_REFERENCES[space.name]} and {reference}): "
+            f"two different search spaces are named {space.name!r} (a {type(space).__name__} {how}): "
             "give one of them another name"
         )
-    _REGISTRY[space.name] = space
-    _REFERENCES[space.name] = reference
     _ALIASES[reference] = space.name
-    return space
+    return _REGISTRY[space.name]
 
 
 def _default_reference(space: SearchSpace) -> str:
@@ -235,7 +237,7 @@ def space_reference(space: SpaceRef) -> str:
 
 def get_space(ref: SpaceRef) -> SearchSpace:
     """The space `ref` names (see `SpaceRef`), importing and registering it on first use."""
-    if isinstance(ref, SearchSpace):  # registered unless its name is taken (e.g. a variant of a built-in)
+    if isinstance(ref, SearchSpace):  # registered unless its name is taken (a variant of a built-in)
         return ref if ref.name in _REGISTRY else register(ref)
     if isinstance(ref, Mapping):
         spec = check_spec(ref, "the search space spec")
@@ -248,12 +250,12 @@ def get_space(ref: SpaceRef) -> SearchSpace:
         return _REGISTRY[name]
     found = entry_point(ENTRY_POINT_GROUP, key)
     if found is not None:
-        space = register(_instance(found, f"entry point {key!r} of group {ENTRY_POINT_GROUP}"), reference=key)
+        space = register(_instance(found, f"entry point {key!r} of {ENTRY_POINT_GROUP}"), reference=key)
     elif (spec := read_spec(key)) is not None:
         space = _from_spec(spec, json.dumps(spec, sort_keys=True))
     elif "." in key or ":" in key:
-        obj = import_object(key, "search space")
-        space = register(_instance(obj, key), reference=None if isinstance(obj, SearchSpace) else key)
+        space = _instance(import_object(key, "search space"), key)
+        space = register(space, reference=key if space.init_args() is None else None)
     else:
         plugins = entry_point_names(ENTRY_POINT_GROUP)
         raise ConfigError(
@@ -282,7 +284,7 @@ def _from_spec(spec: dict[str, Any], reference: str) -> SearchSpace:
 
 
 def _instance(obj: Any, where: str) -> SearchSpace:
-    """A space from what a class path or an entry point names: a space, or a class built without arguments."""
+    """The space a class path or an entry point names: an instance, or a class built without arguments."""
     if isinstance(obj, SearchSpace):
         return obj
     if isinstance(obj, type) and issubclass(obj, SearchSpace):
@@ -293,4 +295,5 @@ def _instance(obj: Any, where: str) -> SearchSpace:
                 f"{where} needs constructor arguments ({e}): name it by a spec "
                 "{class_path: ..., init_args: {...}}"
             ) from None
-    raise ConfigError(f"{where} names a {type(obj).__name__}, not a SearchSpace subclass or instance")
+    what = f"the class {obj.__name__}" if isinstance(obj, type) else f"a {type(obj).__name__}"
+    raise ConfigError(f"{where} names {what}, not a SearchSpace subclass or instance")

@@ -12,7 +12,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from lightning_nas.spaces.base import Architecture, InvalidArchitectureError, SearchSpace, parse_error, register, wrong_space_error
+from lightning_nas.spaces.base import (
+    Architecture,
+    InvalidArchitectureError,
+    SearchSpace,
+    parse_error,
+    register,
+    wrong_space_error,
+)
 from lightning_nas.spaces.darts.genotype import (
     CELLS,
     CONCAT,

@@ -48,7 +48,7 @@ class LayerwiseSpace(ChoiceSpace):
         `stem_channels`, `widths` (output channels per position, default all `stem_channels`) and
         `strides` (default all 1) shape the network and can be overridden per call of `network`."""
         if not isinstance(name, str) or not name.strip() or name != name.strip():
-            raise ConfigError(f"a layer-wise space needs a name (a non-empty string without spaces around), got {name!r}")
+            raise ConfigError(f"a layer-wise space needs a name (a string without spaces around it), got {name!r}")
         self.name = name
         self.separator = separator
         self.position_choices = _per_position(name, choices, positions)
@@ -73,10 +73,13 @@ class LayerwiseSpace(ChoiceSpace):
         return None if values is None else [int(v) for v in values]
 
     def init_args(self) -> dict[str, Any]:
+        first = self.position_choices[0]
+        same = all(names == first for names in self.position_choices)
         return {
-            "name": self.name, "choices": [list(names) for names in self.position_choices],
-            "separator": self.separator, "block": self.block, "stem_channels": self.stem_channels,
-            "widths": self.widths, "strides": self.strides,
+            "name": self.name, "separator": self.separator, "block": self.block,
+            "choices": list(first) if same else [list(names) for names in self.position_choices],
+            "positions": len(self.position_choices) if same else None,
+            "stem_channels": self.stem_channels, "widths": self.widths, "strides": self.strides,
         }
 
     def choices(self) -> list[int]:
@@ -95,9 +98,8 @@ class LayerwiseSpace(ChoiceSpace):
             raise parse_error(self.name, repr(s), "expected a string")
         tokens = s.strip().split(self.separator)
         if len(tokens) != len(self.position_choices):
-            raise parse_error(
-                self.name, s, f"expected {len(self.position_choices)} choices joined by {self.separator!r}, got {len(tokens)}"
-            )
+            expected = f"expected {len(self.position_choices)} choices joined by {self.separator!r}"
+            raise parse_error(self.name, s, f"{expected}, got {len(tokens)}")
         genotype = []
         for p, (token, names) in enumerate(zip(tokens, self.position_choices)):
             if token not in names:
