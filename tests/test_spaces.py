@@ -564,7 +564,7 @@ def test_layerwise_enumerates_when_small_and_has_no_path_encoding():
     assert not LAYERWISE.supports("path_encoding") and not LAYERWISE.supports("network")
     with pytest.raises(CapabilityError, match="the layerwise_test search space has no path encoding"):
         LAYERWISE.path_encoding(everything[0])
-    with pytest.raises(CapabilityError, match="no network builder .*; live training needs it"):
+    with pytest.raises(CapabilityError, match="no network builder .*; live training needs it: set its `block`"):
         LAYERWISE.require("network", by="live training")
     huge = get_space({"class_path": "lightning_nas.spaces.LayerwiseSpace",
                       "init_args": {"name": "layerwise_huge", "positions": 30, "choices": ["a", "b", "c"]}})

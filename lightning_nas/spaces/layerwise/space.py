@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
-from lightning_nas.errors import ConfigError
+from lightning_nas.errors import CapabilityError, ConfigError
 from lightning_nas.spaces.base import Architecture, parse_error
 from lightning_nas.spaces.choices import ChoiceSpace
 from lightning_nas.spaces.layerwise.network import layerwise_network
@@ -130,6 +130,15 @@ class LayerwiseSpace(ChoiceSpace):
         if capability == "network":
             return self._factory is not None
         return super().supports(capability)
+
+    def missing(self, capability: str, by: str | None = None) -> CapabilityError:
+        if capability != "network":
+            return super().missing(capability, by)
+        needed = f"; {by} needs it" if by else ""
+        return CapabilityError(
+            f"the {self.name} search space has no network builder (`network`){needed}: set its `block` to the "
+            "class path of a block factory (position, choice, c_in, c_out, stride) -> nn.Module"
+        )
 
     def network(
         self,
