@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from lightning_nas.performance import nb101_enumeration
-from lightning_nas.spaces import nb101_cells
+from lightning_nas.spaces.nb101 import cells as nb101_cells
 from lightning_nas.spaces.nb101 import NB101
 
 DEFAULT_SHARED = Path(__file__).resolve().parents[2] / "shared" / "benchmarks"

@@ -73,7 +73,7 @@ def archive_load(tables: Sequence[str], archive: Path, repeats: int = 3) -> dict
 def nb101_enumeration(max_vertices: int | None = None) -> dict[str, Any]:
     """Cold: enumerate every unique cell of up to `max_vertices` vertices (default: all 7) and write
     the cache file into an empty temporary folder; warm: read that file back."""
-    from lightning_nas.spaces import nb101_cells
+    from lightning_nas.spaces.nb101 import cells as nb101_cells
 
     max_vertices = max_vertices or nb101_cells.NUM_VERTICES
     with tempfile.TemporaryDirectory() as tmp:

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from lightning_nas.nn.gvae import GVAE, INVALID, REPAIRED, VALID, DecoderOutput, codec_for, kl_divergence, reconstruction_loss
+from lightning_nas.nn.gvae import GVAE, kl_divergence, reconstruction_loss
+from lightning_nas.spaces.codec import INVALID, REPAIRED, VALID, DecoderOutput
 from lightning_nas.nn.icnn import ICNN, MLPHead
 from lightning_nas.predictors.crlso import CRLSOModel
 from lightning_nas.search.crlso import CRLSO, normal_scores
@@ -73,7 +74,7 @@ def test_icnn_refuses_non_convex_activation():
 
 def test_gvae_round_trip_after_brief_training():
     torch.manual_seed(0)
-    codec = codec_for(NB201)
+    codec = NB201.codec()
     rng = np.random.default_rng(0)
     archs = [NB201.sample(rng) for _ in range(48)]
     batch = codec.batch(archs)
@@ -107,7 +108,7 @@ def logits_for(codec, archs, wrong_node: bool = False) -> DecoderOutput:
 
 
 def test_nb201_decode_verdicts():
-    codec = codec_for(NB201)
+    codec = NB201.codec()
     archs = [NB201.sample(np.random.default_rng(i)) for i in range(5)]
     assert [(d.arch, d.status) for d in codec.decode(logits_for(codec, archs))] == [(a, VALID) for a in archs]
     # a wrong node order is repaired (the wiring is fixed), the ops are kept
@@ -116,7 +117,7 @@ def test_nb201_decode_verdicts():
 
 def test_darts_decode_keeps_two_inputs_per_node():
     space = get_space("darts")
-    codec = codec_for(space)
+    codec = space.codec()
     archs = [space.sample(np.random.default_rng(i)) for i in range(4)]
     exact = codec.decode(logits_for(codec, archs))
     assert [d.status for d in exact] == [VALID] * 4
@@ -130,7 +131,7 @@ def test_darts_decode_keeps_two_inputs_per_node():
 
 def test_nb101_decode_repairs_or_rejects():
     space = get_space("nb101")
-    codec = codec_for(space)
+    codec = space.codec()
     rng = np.random.default_rng(0)
     archs = [space.sample(rng) for _ in range(6)]
     assert [(d.arch, d.status) for d in codec.decode(logits_for(codec, archs))] == [(a, VALID) for a in archs]

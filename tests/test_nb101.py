@@ -9,11 +9,11 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from lightning_nas.spaces import nb101 as nb101_module
-from lightning_nas.spaces import nb101_cells
+from lightning_nas.spaces.nb101 import space as nb101_module
+from lightning_nas.spaces.nb101 import cells as nb101_cells
 from lightning_nas.spaces.base import Architecture, InvalidArchitectureError, get_space
 from lightning_nas.spaces.nb101 import NB101, PATH_SLOTS, genotype_matrix
-from lightning_nas.spaces.nb101_cells import EDGES, module_hash
+from lightning_nas.spaces.nb101.cells import EDGES, module_hash
 
 CONV3, CONV1, POOL = "conv3x3-bn-relu", "conv1x1-bn-relu", "maxpool3x3"
 

@@ -8,15 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from lightning_nas.proxies.networks import (
-    build_network,
-    count_parameters,
-    nb101_network,
-    prune_spec,
-    vertex_channels,
-)
 from lightning_nas.proxies.zero_cost import ProxyBatch, flops, run_every_edge
-from lightning_nas.spaces import get_space
+from lightning_nas.spaces import InvalidArchitectureError, get_space
+from lightning_nas.spaces.layers import count_parameters
+from lightning_nas.spaces.nb101.cells import prune
+from lightning_nas.spaces.nb101.network import nb101_network, vertex_channels
 
 NB201 = get_space("nb201")
 ALL_CONV3 = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
@@ -44,6 +40,10 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def build_network(a, **kw):
+    return get_space(a.space).network(a, **kw)
 
 
 def _on_meta(a, **kw):
@@ -151,10 +151,15 @@ def test_nb101_forward_truncates_and_projects():
 def test_nb101_prunes_dangling_vertices_and_rejects_disconnected_cells():
     m = np.zeros((4, 4), dtype=int)
     m[0, 1] = m[1, 3] = m[0, 2] = 1  # vertex 2 is a dead end
-    matrix, ops = prune_spec(m, ["input", "conv3x3-bn-relu", "maxpool3x3", "output"])
-    assert ops == ["input", "conv3x3-bn-relu", "output"] and matrix.shape == (3, 3)
-    with pytest.raises(ValueError, match="no path from input to output"):
-        prune_spec(np.zeros((3, 3), dtype=int), ["input", "conv3x3-bn-relu", "output"])
+    matrix, ops = prune(m, ["input", "conv3x3-bn-relu", "maxpool3x3", "output"])
+    assert ops == ["input", "conv3x3-bn-relu", "output"] and matrix.tolist() == [[0, 1, 0], [0, 0, 1], [0, 0, 0]]
+    assert prune(np.zeros((3, 3), dtype=int), ["input", "conv3x3-bn-relu", "output"]) is None
+    with torch.device("meta"):  # the network of a dead end is the network of its pruned cell
+        dangling = nb101_network(m, ["input", "conv3x3-bn-relu", "maxpool3x3", "output"])
+        pruned = nb101_network(matrix, ops)
+    assert count_parameters(dangling) == count_parameters(pruned)
+    with pytest.raises(InvalidArchitectureError, match="no path from input to output"):
+        nb101_network(np.zeros((3, 3), dtype=int), ["input", "conv3x3-bn-relu", "output"])
 
 
 def _tnb101_expected(cell: str, classes: int) -> int:
@@ -194,7 +199,7 @@ def test_tnb101_micro_forward_with_strided_zero_and_skip_edges():
 
 
 def test_bad_architectures_are_refused():
-    with pytest.raises(ValueError, match="valid nb201"):
+    with pytest.raises(InvalidArchitectureError, match="not a valid nb201"):
         build_network(NB201.make([9, 0, 0, 0, 0, 0]))
-    with pytest.raises(ValueError, match="no network builder"):
-        build_network(get_space("darts").sample(np.random.default_rng(0)))
+    with pytest.raises(InvalidArchitectureError, match="not a nb201 architecture but a tnb101_micro"):
+        NB201.network(get_space("tnb101_micro").sample(np.random.default_rng(0)))

@@ -11,7 +11,6 @@ from torch import nn
 
 from lightning_nas.data.images import DigitsDataModule
 from lightning_nas.proxies import oracle as proxy_oracle
-from lightning_nas.proxies.networks import build_network
 from lightning_nas.proxies.oracle import ProxyOracle, ProxySurrogate, signed_log
 from lightning_nas.proxies.zero_cost import (
     DATA_FREE,
@@ -91,7 +90,7 @@ def test_size_proxies_rank_a_conv_cell_above_a_pooling_cell(scores):
 
 def test_snip_and_grad_norm_match_a_direct_autograd_computation(batch, scores):
     torch.manual_seed(0)
-    net = run_every_edge(build_network(CONVS, **SMALL))
+    net = run_every_edge(NB201.network(CONVS, **SMALL))
     net.train()
     loss = nn.functional.cross_entropy(net(batch.inputs), batch.targets)
     layers = [m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]

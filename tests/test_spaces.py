@@ -1,4 +1,4 @@
-"""Property tests of the cell-on-edges spaces (NB201, TNB101-micro) and DARTS / NB301."""
+"""Property tests of the cell-on-edges spaces (NB201, TNB101-micro), DARTS / NB301 and a layer-wise space."""
 from __future__ import annotations
 
 import csv
@@ -13,12 +13,19 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from lightning_nas.encodings.graph import to_batch
+from lightning_nas.errors import CapabilityError
 from lightning_nas.spaces import InvalidArchitectureError, get_space
 from lightning_nas.spaces.base import Architecture
 from lightning_nas.spaces.darts import DARTSSpace
 
-SPACES = ["nb201", "tnb101_micro", "darts"]
-NEIGHBOURS = {"nb201": 24, "tnb101_micro": 18, "darts": 120}
+#: a layer-wise space with positions of 3, 2, 4, 1 and 3 choices (a one-choice position is fixed)
+LAYERWISE = get_space({"class_path": "lightning_nas.spaces.LayerwiseSpace", "init_args": {
+    "name": "layerwise_test",
+    "choices": [["identity", "mb3_k3", "mb6_k5"], ["k3", "k5"], ["identity", "mb3_k3", "mb6_k5", "mb6_k7"], ["w8"],
+                ["a", "b", "c"]],
+}})
+SPACES = ["nb201", "tnb101_micro", "darts", "layerwise_test"]
+NEIGHBOURS = {"nb201": 24, "tnb101_micro": 18, "darts": 120, "layerwise_test": 2 + 1 + 3 + 0 + 2}
 settings.register_profile("spaces", max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("spaces")
 
@@ -41,7 +48,13 @@ def darts_archs(draw) -> Architecture:
     return get_space("darts").make(genes)
 
 
+def layerwise_archs() -> st.SearchStrategy[Architecture]:
+    return st.tuples(*(st.integers(0, c - 1) for c in LAYERWISE.choices())).map(LAYERWISE.make)
+
+
 def archs(name: str) -> st.SearchStrategy[Architecture]:
+    if name == "layerwise_test":
+        return layerwise_archs()
     return darts_archs() if name == "darts" else edge_cells(name)
 
 
@@ -137,8 +150,10 @@ def test_enumerate_yields_every_architecture_once(name, size):
 
 
 def test_darts_is_too_large_to_enumerate():
-    with pytest.raises(NotImplementedError):
-        next(get_space("darts").enumerate())
+    space = get_space("darts")
+    assert not space.supports("enumerate") and get_space("nb201").supports("enumerate")
+    with pytest.raises(CapabilityError, match="the darts search space has no enumeration"):
+        next(space.enumerate())
 
 
 # --- canonical keys: cell-on-edges -------------------------------------------------------------
@@ -412,8 +427,9 @@ def test_edge_cell_encodings(name, path_size, data):
     expected = {(0, 1), (0, 2), (0, 4), (1, 3), (1, 5), (2, 6), (3, 6), (4, 7), (5, 7), (6, 7)}
     assert graph.x.shape == (8, 2 + k) and set(map(tuple, graph.edge_index.t().tolist())) == expected
     assert torch.equal(graph.x[1:7].argmax(1) - 2, torch.tensor(a.genotype))
-    edges = space.to_graph(a, ops_on="edges")
+    edges = space.codec().encoder_graph(a)  # the G-VAE's view: ops on the edges of the 4-node cell
     assert edges.edge_attr.shape == (6, k) and edges.edge_index.shape == (2, 6)
+    assert torch.equal(edges.edge_attr.argmax(1), torch.tensor(a.genotype))
     path = space.path_encoding(a)
     assert path.shape == (path_size,)
     # one slot per op sequence along a route 0->3 with no 'none' op on it
@@ -491,12 +507,15 @@ def test_darts_path_encoding_of_a_chain():
 
 
 @pytest.mark.parametrize("name", SPACES)
-def test_graph_batches_carry_the_path_encoding(name):
+def test_graph_batches_carry_the_path_encoding_where_the_space_has_one(name):
     space = get_space(name)
     rng = np.random.default_rng(1)
     batch = to_batch(space, [space.sample(rng) for _ in range(4)], y=[0.1, 0.2, 0.3, 0.4])
     assert batch.num_graphs == 4
-    assert batch.path.shape == (4, space.path_encoding(space.sample(rng)).shape[0])
+    if name == "layerwise_test":
+        assert not space.supports("path_encoding") and "path" not in batch
+    else:
+        assert batch.path.shape == (4, space.path_encoding(space.sample(rng)).shape[0])
     assert batch.y.shape == (4,)
 
 
@@ -510,7 +529,10 @@ def test_darts_sampling_covers_every_valid_choice():
     assert space.choices() == [2, 7, 2, 7, 3, 7, 3, 7, 4, 7, 4, 7, 5, 7, 5, 7] * 2
 
 
-@pytest.mark.parametrize(("name", "other"), [("nb201", "tnb101_micro"), ("tnb101_micro", "nb201"), ("darts", "nb201")])
+@pytest.mark.parametrize(
+    ("name", "other"),
+    [("nb201", "tnb101_micro"), ("tnb101_micro", "nb201"), ("darts", "nb201"), ("layerwise_test", "nb201")],
+)
 def test_foreign_architectures_are_refused(name, other):
     space = get_space(name)
     a = space.sample(np.random.default_rng(0))
@@ -519,3 +541,82 @@ def test_foreign_architectures_are_refused(name, other):
     for operation in (space.edit_distance, lambda x, y: space.crossover(x, y, np.random.default_rng(0))):
         with pytest.raises(InvalidArchitectureError, match="not a"):
             operation(a, foreign)
+
+
+# --- the layer-wise space ----------------------------------------------------------------------
+@given(a=layerwise_archs())
+def test_layerwise_string_graph_and_encoding(a):
+    names = [LAYERWISE.position_choices[p][g] for p, g in enumerate(a.genotype)]
+    assert LAYERWISE.to_string(a) == "-".join(names) == LAYERWISE.canonical(a) == LAYERWISE.key(a)
+    graph = LAYERWISE.to_graph(a)
+    assert graph.x.shape == (7, 2 + 13)
+    assert graph.edge_index.tolist() == [[0, 1, 2, 3, 4, 5], [1, 2, 3, 4, 5, 6]]
+    offsets = [2, 5, 7, 11, 12]  # each (position, choice) pair is its own node type
+    assert graph.x.argmax(1).tolist() == [0, *(o + g for o, g in zip(offsets, a.genotype)), 1]
+    adjacency = LAYERWISE.adjacency_encoding(a)
+    assert adjacency.shape == (13,) and adjacency.sum() == 5
+    assert [int(adjacency[o - 2 + g]) for o, g in zip(offsets, a.genotype)] == [1] * 5
+
+
+def test_layerwise_enumerates_when_small_and_has_no_path_encoding():
+    everything = list(LAYERWISE.enumerate())
+    assert len(everything) == len(set(everything)) == 3 * 2 * 4 * 1 * 3
+    assert not LAYERWISE.supports("path_encoding") and not LAYERWISE.supports("network")
+    with pytest.raises(CapabilityError, match="the layerwise_test search space has no path encoding"):
+        LAYERWISE.path_encoding(everything[0])
+    with pytest.raises(CapabilityError, match="no network builder .*; live training needs it: set its `block`"):
+        LAYERWISE.require("network", by="live training")
+    huge = get_space({"class_path": "lightning_nas.spaces.LayerwiseSpace",
+                      "init_args": {"name": "layerwise_huge", "positions": 30, "choices": ["a", "b", "c"]}})
+    assert not huge.supports("enumerate")
+    with pytest.raises(CapabilityError, match="too many to enumerate"):
+        next(huge.enumerate())
+
+
+@pytest.mark.parametrize(
+    ("text", "offending"),
+    [("identity-k3-mb6_k7-w8", "expected 5 choices"), ("identity-k7-mb6_k7-w8-a", "position 1: unknown choice 'k7'"),
+     ("identity-k3-mb6_k7-w8-a-b", "got 6")],
+)
+def test_layerwise_malformed_strings_name_the_problem(text, offending):
+    with pytest.raises(InvalidArchitectureError, match="malformed layerwise_test") as error:
+        LAYERWISE.from_string(text)
+    assert offending in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("init_args", "message"),
+    [
+        ({"name": "x", "choices": ["a", "b"]}, "set positions"),
+        ({"name": "x", "choices": [["a"], ["b"]], "positions": 3}, "2 lists of choices but positions: 3"),
+        ({"name": "x", "choices": [["a", "a-b"]]}, "without '-'"),
+        ({"name": "x", "choices": [["a", "a"]]}, "lists a choice twice"),
+        ({"name": "x", "choices": [[]]}, "has no choices"),
+        ({"name": "", "choices": ["a"], "positions": 1}, "needs a name"),
+        ({"name": "x", "choices": ["a"], "positions": 2, "widths": [8]}, "widths of the x space has 1 entries for 2"),
+        ({"name": "x", "choices": ["a"], "positions": 1, "block": "no_such_module.block"}, "no module named"),
+        ({"name": "x", "choices": ["a"], "positions": 1, "block": "math.pi"}, "is not callable"),
+    ],
+)
+def test_layerwise_configuration_errors_say_what_to_fix(init_args, message):
+    from lightning_nas.errors import ConfigError
+    from lightning_nas.spaces import LayerwiseSpace
+
+    with pytest.raises(ConfigError, match=message):
+        LayerwiseSpace(**init_args)
+
+
+def test_layerwise_codec_round_trips_and_repairs():
+    from lightning_nas.spaces.codec import REPAIRED, VALID, DecoderOutput
+
+    codec = LAYERWISE.codec()
+    archs = list(LAYERWISE.enumerate())[::7]
+    batch = codec.batch(archs)
+    nodes = torch.nn.functional.one_hot(batch.node_target, codec.num_node_types).float() * 10
+    edges = (batch.edge_target * 2 - 1) * 10
+    exact = codec.decode(DecoderOutput(nodes, edges, torch.zeros(len(archs), len(codec.slots), 0)))
+    assert [(d.arch, d.status) for d in exact] == [(a, VALID) for a in archs]
+    torch.manual_seed(0)
+    noisy = codec.decode(DecoderOutput(torch.randn(20, codec.num_nodes, codec.num_node_types),
+                                       torch.randn(20, len(codec.slots)), torch.zeros(20, len(codec.slots), 0)))
+    assert all(d.status == REPAIRED and LAYERWISE.is_valid(d.arch) for d in noisy)

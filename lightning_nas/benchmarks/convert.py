@@ -30,7 +30,9 @@ def convert_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("-o", "--output", required=True, help="the archive to write (.npz)")
     parser.add_argument("--format", default="auto",
                         help=f"input format: auto (default: from the name and content), {', '.join(FORMATS)}")
-    parser.add_argument("--space", default=None, help="search space of CSV tables (default: inferred from keys)")
+    parser.add_argument("--space", default=None,
+                        help="search space of CSV tables: a name, a class path (package.module.Class) or a "
+                             "{class_path, init_args} spec (.yaml/.json file or JSON text); default: from the keys")
     parser.add_argument("--trust-pickle", action="store_true",
                         help="allow loading pickle-based inputs (.pth, NATS, NASLib); pickles can run code")
     start = time.perf_counter()
@@ -42,7 +44,7 @@ def convert_main(argv: Sequence[str] | None = None) -> int:
         print(f"lightning-nas: error: {e}", file=sys.stderr)
         return 2
     print(
-        f"wrote {out}: {len(bench)} {bench.space_name} architectures, {len(bench.metrics)} columns "
+        f"wrote {out}: {len(bench)} {bench.space.name} architectures, {len(bench.metrics)} columns "
         f"in {time.perf_counter() - start:.1f} s"
     )
     return 0

@@ -1,7 +1,7 @@
 """LightningDataModules over a benchmark archive."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import lightning as L
 import numpy as np
@@ -9,9 +9,10 @@ import torch
 from torch_geometric.loader import DataLoader
 
 from lightning_nas.benchmarks.archive import Benchmark
+from lightning_nas.benchmarks.converters.tables import read_table
 from lightning_nas.encodings.graph import to_data
 from lightning_nas.errors import ConfigError
-from lightning_nas.spaces.base import Architecture
+from lightning_nas.spaces.base import Architecture, get_space, space_reference
 
 
 def split_count(num_labelled: float, total: int) -> int:
@@ -28,7 +29,9 @@ class ArchitectureDataModule(L.LightningDataModule):
     """n labelled architectures drawn by seed; the rest of the archive is held out (evaluation
     set and unlabelled pool). Batches are PyG graphs with the path encoding and a z-scored `y`.
     `canonical_inputs`: featurise each cell's equivalence-class representative (`to_data`); a search
-    with this datamodule scores and fine-tunes its predictor the same way."""
+    with this datamodule scores and fine-tunes its predictor the same way. `space`: the search space
+    of the table (a name, class path or `{class_path, init_args}` spec), for tables whose keys do not
+    reveal it; an archive of another space is refused."""
 
     def __init__(
         self,
@@ -40,6 +43,7 @@ class ArchitectureDataModule(L.LightningDataModule):
         max_val: int = 2000,
         num_workers: int = 0,
         canonical_inputs: bool = False,
+        space: str | dict[str, Any] | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -51,7 +55,10 @@ class ArchitectureDataModule(L.LightningDataModule):
         if self.bench is not None:
             return
         hp = self.hparams
-        self.bench = Benchmark.load(hp.benchmark)
+        if hp.space is None:
+            self.bench = Benchmark.load(hp.benchmark)
+        else:
+            self.bench = read_table(hp.benchmark, space_reference(get_space(hp.space)))
         y_all = self.bench.column(hp.target)
         rows = np.flatnonzero(~np.isnan(y_all))
         order = np.random.default_rng(hp.seed).permutation(rows)
@@ -76,9 +83,7 @@ class ArchitectureDataModule(L.LightningDataModule):
         return self.benchmark.space
 
     def archs(self, rows: np.ndarray) -> list[Architecture]:
-        space = self.space
-        from_key = getattr(space, "from_key", space.from_string)
-        return [from_key(k) for k in self.bench.keys[rows].tolist()]
+        return [self.space.from_key(k) for k in self.bench.keys[rows].tolist()]
 
     @property
     def train_archs(self) -> list[Architecture]:

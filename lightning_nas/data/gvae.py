@@ -12,6 +12,8 @@ carry `pool_id` (the model looks up its pseudo-label), val/test batches the z-sc
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from torch_geometric.loader import DataLoader
@@ -19,8 +21,8 @@ from torch_geometric.loader import DataLoader
 from lightning_nas.data.datamodule import ArchitectureDataModule
 from lightning_nas.data.pool import draw_pool
 from lightning_nas.errors import ConfigError
-from lightning_nas.nn.gvae import GraphCodec, codec_for
 from lightning_nas.spaces.base import Architecture
+from lightning_nas.spaces.codec import GraphCodec
 
 
 class GVAEDataModule(ArchitectureDataModule):
@@ -36,11 +38,12 @@ class GVAEDataModule(ArchitectureDataModule):
         pool_size: int | None = None,
         pool_holdout: float = 0.0,
         pool_source: str = "space",
+        space: str | dict[str, Any] | None = None,
     ):
         """`pool_source`: "space" (enumerate or sample the search space) or "benchmark" (every
         architecture of the table with a `target` value: for partial tables such as NB101's 30k rows,
         so that what the G-VAE learns to decode is mostly what the oracle can answer)."""
-        super().__init__(benchmark, target, num_labelled, seed, batch_size, max_val, num_workers)
+        super().__init__(benchmark, target, num_labelled, seed, batch_size, max_val, num_workers, space=space)
         if pool_source not in ("space", "benchmark"):
             raise ConfigError(f"pool_source must be 'space' or 'benchmark', got {pool_source!r}")
         if not 0.0 <= pool_holdout < 1.0:
@@ -52,7 +55,7 @@ class GVAEDataModule(ArchitectureDataModule):
 
     @property
     def codec(self) -> GraphCodec:
-        return codec_for(self.space)
+        return self.space.codec()
 
     def setup(self, stage: str | None = None) -> None:
         super().setup(stage)
@@ -69,13 +72,12 @@ class GVAEDataModule(ArchitectureDataModule):
             rows = np.sort(np.concatenate([self.train_rows, self.heldout_rows]))
             drawn = self.archs(rows if hp.pool_size is None else rng.choice(rows, min(hp.pool_size, len(rows)), replace=False))
         elif hp.pool_size is None:
-            try:
-                drawn = list(space.enumerate())
-            except NotImplementedError:
+            if not space.supports("enumerate"):
                 raise ConfigError(
                     f"the {space.name} space cannot be enumerated: set data.init_args.pool_size "
                     "(CR-LSO samples 50,000 architectures for NB301)"
-                ) from None
+                )
+            drawn = list(space.enumerate())
         else:
             drawn = draw_pool(space, hp.pool_size, rng)
         labelled = self.train_archs

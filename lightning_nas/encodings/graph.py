@@ -1,4 +1,5 @@
-"""One featurisation for every predictor: a PyG `Data` with the graph and the path encoding."""
+"""One featurisation for every predictor: a PyG `Data` with the graph and, where the space has
+one, the path encoding."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -14,7 +15,8 @@ def to_data(space: SearchSpace, a: Architecture, y: float | None = None, canonic
     if canonical:
         a = space.representative(a)
     data = space.to_graph(a)
-    data.path = torch.as_tensor(space.path_encoding(a)).unsqueeze(0)
+    if space.supports("path_encoding"):
+        data.path = torch.as_tensor(space.path_encoding(a)).unsqueeze(0)
     if y is not None:
         data.y = torch.tensor([y], dtype=torch.float32)
     return data

@@ -26,7 +26,7 @@ from torch.nn import functional as F
 from torch_geometric.loader import DataLoader
 from torchmetrics.functional.regression import kendall_rank_corrcoef
 
-from lightning_nas.nn.gvae import GVAE, GraphEncoder, codec_for, kl_divergence, reconstruction_loss
+from lightning_nas.nn.gvae import GVAE, GraphEncoder, kl_divergence, reconstruction_loss
 from lightning_nas.nn.icnn import ICNN, MLPHead
 from lightning_nas.predictors.base import Predictor
 from lightning_nas.spaces.base import Architecture, get_space
@@ -83,7 +83,7 @@ class CRLSOModel(Predictor):
             raise ValueError(f"latent_dim must be >= 1, got {latent_dim}")
         self.save_hyperparameters()
         self.space = get_space(space)
-        self.codec = codec_for(self.space)
+        self.codec = self.space.codec()
         self.gvae = GVAE(self.codec, latent_dim, hidden, encoder_layers, decoder_hidden, decoder_layers)
         head_class = ICNN if head == "icnn" else MLPHead
         self.head = head_class(latent_dim, head_hidden, head_layers)

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import lightning as L
 import torch
@@ -26,8 +26,8 @@ from torch import nn
 from lightning_nas.benchmarks.oracle import Evaluation, Oracle
 from lightning_nas.data.images import ImageDataModule
 from lightning_nas.errors import ConfigError
-from lightning_nas.proxies.networks import build_network, count_parameters
-from lightning_nas.spaces.base import Architecture, SearchSpace, get_space
+from lightning_nas.spaces.base import Architecture, get_space
+from lightning_nas.spaces.layers import count_parameters
 from lightning_nas.training import quiet_lightning
 
 
@@ -156,7 +156,7 @@ class LiveTrainingOracle(Oracle):
 
     def __init__(
         self,
-        space: str,
+        space: str | dict[str, Any],
         datamodule: ImageDataModule,
         epochs: int = 10,
         store: str = "checkpoints/live/evaluations.sqlite",
@@ -169,8 +169,8 @@ class LiveTrainingOracle(Oracle):
         threads: int | None = None,
         accelerator: str = "cpu",
     ):
-        resolved: SearchSpace = get_space(space) if isinstance(space, str) else space
-        super().__init__(resolved, budget)
+        super().__init__(get_space(space), budget)
+        self.space.require("network", by="live training (LiveTrainingOracle)")
         if epochs < 1:
             raise ConfigError(f"epochs must be >= 1, got {epochs}")
         if threads is not None and threads < 1:
@@ -220,7 +220,7 @@ class LiveTrainingOracle(Oracle):
         start = time.perf_counter()
         with torch.random.fork_rng(devices=[]), _threads(self.threads), quiet_lightning():
             torch.manual_seed(self.seed)
-            network = build_network(a, num_classes=dm.num_classes, in_channels=dm.input_shape[0], **self.network)
+            network = self.space.network(a, dm.num_classes, dm.input_shape[0], **self.network)
             model = ImageClassifier(network, dm.num_classes, self.epochs, self.lr, self.momentum, self.weight_decay)
             trainer = L.Trainer(
                 max_epochs=self.epochs, accelerator=self.accelerator, devices=self._devices(), logger=False, enable_checkpointing=False,

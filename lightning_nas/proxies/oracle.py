@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -12,11 +12,14 @@ from lightning_nas.benchmarks.oracle import Evaluation, Oracle
 from lightning_nas.data.images import ImageDataModule
 from lightning_nas.errors import ConfigError
 from lightning_nas.proxies.zero_cost import DATA_FREE, ProxyBatch, check_proxy, score_proxies
-from lightning_nas.spaces.base import Architecture, SearchSpace, get_space
+from lightning_nas.spaces.base import Architecture, SpaceRef, get_space
 
 
-def _space(space: str | SearchSpace) -> SearchSpace:
-    return get_space(space) if isinstance(space, str) else space
+def _space(space: SpaceRef, by: str):
+    """The space, refused up front when it cannot build the networks the proxies score."""
+    resolved = get_space(space)
+    resolved.require("network", by=by)
+    return resolved
 
 
 def check_proxies(proxies: Sequence[str], datamodule: ImageDataModule | None) -> None:
@@ -58,7 +61,7 @@ class ProxyOracle(Oracle):
 
     def __init__(
         self,
-        space: str | SearchSpace,
+        space: str | dict[str, Any],
         proxy: str = "nwot",
         datamodule: ImageDataModule | None = None,
         batch_size: int = 64,
@@ -69,7 +72,7 @@ class ProxyOracle(Oracle):
         num_classes: int = 10,
         network: dict | None = None,
     ):
-        super().__init__(_space(space), budget)
+        super().__init__(_space(space, "the zero-cost proxy oracle (ProxyOracle)"), budget)
         self.proxy, self.report_proxies = proxy, [p for p in report if p != proxy]
         self.seed, self.network = seed, dict(network or {})
         self.batch, self.num_classes = proxy_batch(
@@ -98,7 +101,7 @@ class ProxySurrogate:
 
     def __init__(
         self,
-        space: str | SearchSpace,
+        space: str | dict[str, Any],
         proxy: str = "nwot",
         datamodule: ImageDataModule | None = None,
         batch_size: int = 64,
@@ -109,7 +112,8 @@ class ProxySurrogate:
         network: dict | None = None,
     ):
         check_proxies([proxy], datamodule)
-        self.space, self.proxy, self.fixed_seed, self.log_scale = _space(space), proxy, seed, log_scale
+        self.space = _space(space, "the zero-cost proxy surrogate (ProxySurrogate)")
+        self.proxy, self.fixed_seed, self.log_scale = proxy, seed, log_scale
         self.datamodule, self.batch_size, self.input_shape = datamodule, batch_size, tuple(input_shape)
         self.network, self.num_classes = dict(network or {}), num_classes
         self.cache: dict[str, float] = {}

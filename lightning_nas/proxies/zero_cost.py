@@ -19,8 +19,8 @@ import torch
 from torch import nn
 
 from lightning_nas.errors import ConfigError
-from lightning_nas.proxies.networks import EdgeCell, build_network, count_parameters
-from lightning_nas.spaces.base import Architecture
+from lightning_nas.spaces.base import Architecture, get_space
+from lightning_nas.spaces.layers import SkipsDeadBranches, count_parameters
 
 
 @dataclass(frozen=True)
@@ -263,8 +263,8 @@ def run_every_edge(net: nn.Module) -> nn.Module:
     """Compute every cell edge, as the benchmarks' own networks do: proxies that read activations
     or BN statistics (NWOT, Zen) and FLOPs then see the dead branches the benchmark code runs."""
     for m in net.modules():
-        if isinstance(m, EdgeCell):
-            m.used = [True] * len(m.used)
+        if isinstance(m, SkipsDeadBranches):
+            m.run_every_edge()
     return net
 
 
@@ -284,7 +284,7 @@ def score_architecture(
 def _on_fresh_network(a: Architecture, fn, batch: ProxyBatch, seed: int, num_classes: int, network_options: dict | None):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        net = build_network(a, num_classes=num_classes, in_channels=batch.input_shape[0], **(network_options or {}))
+        net = get_space(a.space).network(a, num_classes, batch.input_shape[0], **(network_options or {}))
         return fn(run_every_edge(net), batch)
 
 

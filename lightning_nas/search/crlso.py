@@ -38,10 +38,10 @@ from typing import Any, Sequence
 
 import torch
 
-from lightning_nas.nn.gvae import INVALID, REPAIRED, VALID
 from lightning_nas.search.strategy import Strategy
 from lightning_nas.search.surrogate import LatentSurrogate
 from lightning_nas.spaces.base import Architecture
+from lightning_nas.spaces.codec import INVALID, REPAIRED, VALID
 
 DECODE_CHUNK = 16  # attempts decoded per batch
 

@@ -20,6 +20,7 @@ from lightning_nas.benchmarks.converters.nb101 import convert_nb101_tfrecord
 from lightning_nas.benchmarks.converters.nb201 import convert_nats_tss, convert_nb201_pth
 from lightning_nas.benchmarks.converters.tables import read_table
 from lightning_nas.benchmarks.converters.tfrecord import crc32c, masked_crc
+from lightning_nas.spaces.base import space_reference
 
 
 FORMATS: dict[str, str] = {
@@ -121,7 +122,7 @@ def convert(
     paths = [Path(p) for p in inputs]
     output = Path(output)
     if space is not None:
-        named_space(space)
+        space = space_reference(named_space(space))  # what rebuilds the space in another process
     if not paths:
         raise ConversionError("no input files given")
     if output.suffix != ".npz":

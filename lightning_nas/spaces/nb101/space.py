@@ -20,9 +20,10 @@ from typing import Iterator, Sequence
 
 import numpy as np
 import torch
+from torch import nn
 
 from lightning_nas.spaces.base import Architecture, InvalidArchitectureError, SearchSpace, register, wrong_space_error
-from lightning_nas.spaces.nb101_cells import (
+from lightning_nas.spaces.nb101.cells import (
     EDGES,
     INPUT,
     INPUT_LABEL,
@@ -35,8 +36,9 @@ from lightning_nas.spaces.nb101_cells import (
     OUTPUT_LABEL,
     cell_table,
     module_hash,
-    on_path_vertices,
+    prune,
 )
+from lightning_nas.spaces.nb101.network import nb101_network
 
 GENOTYPE_LENGTH = len(EDGES) + NUM_INTERMEDIATE
 #: BANANAS path encoding: one slot per op sequence of length 0..5 over the 3 ops
@@ -57,16 +59,12 @@ def genotype_matrix(genotype: Sequence[int]) -> np.ndarray:
 @lru_cache(maxsize=1 << 16)
 def _pruned(genotype: tuple[int, ...]) -> tuple[np.ndarray, tuple[int, ...]] | None:
     """(pruned matrix, hash labels) of a well-formed genotype, or None when it is not a valid cell."""
-    matrix = genotype_matrix(genotype)
-    kept = on_path_vertices(matrix)
-    if kept is None:
+    cell = prune(genotype_matrix(genotype), (INPUT_LABEL, *genotype[len(EDGES) :], OUTPUT_LABEL))
+    if cell is None or cell[0].sum() > MAX_EDGES:
         return None
-    pruned = matrix[np.ix_(kept, kept)]
-    if pruned.sum() > MAX_EDGES:
-        return None
-    labels = (INPUT_LABEL, *(genotype[len(EDGES) + v - 1] for v in kept[1:-1]), OUTPUT_LABEL)
+    pruned, labels = cell
     pruned.setflags(write=False)  # shared through the cache
-    return pruned, labels
+    return pruned, tuple(labels)
 
 
 @lru_cache(maxsize=1 << 16)
@@ -96,6 +94,9 @@ class NB101Space(SearchSpace):
         matrix, labels = self._cell(a)
         return matrix.copy(), [_label_name(label) for label in labels]
 
+    def check(self, a: Architecture) -> None:
+        self._cell(a)
+
     def _cell(self, a: Architecture) -> tuple[np.ndarray, tuple[int, ...]]:
         if a.space != self.name:
             raise wrong_space_error(self.name, a)
@@ -114,11 +115,10 @@ class NB101Space(SearchSpace):
                 f"not an {self.name} genotype: {a!r}; expected {len(EDGES)} edge bits (0/1) "
                 f"followed by {NUM_INTERMEDIATE} op indices in 0..{len(OPS) - 1}"
             )
-        matrix = genotype_matrix(a.genotype)
-        kept = on_path_vertices(matrix)
-        if kept is None:
+        cell = prune(genotype_matrix(a.genotype), range(NUM_VERTICES))
+        if cell is None:
             return "no path leads from the input to the output"
-        edges = int(matrix[np.ix_(kept, kept)].sum())
+        edges = int(cell[0].sum())
         return f"{edges} edges after pruning, at most {MAX_EDGES} allowed" if edges > MAX_EDGES else ""
 
     def key(self, a: Architecture) -> str:
@@ -244,7 +244,7 @@ class NB101Space(SearchSpace):
         for genotype in cell_table().genotypes.tolist():
             yield Architecture(self.name, tuple(genotype))
 
-    # --- encodings -----------------------------------------------------------------------
+    # --- encodings and capabilities ------------------------------------------------------
     def to_graph(self, a: Architecture):
         """The pruned cell: node types one-hot over [input, output, *OPS], edges as in the matrix."""
         from torch_geometric.data import Data
@@ -279,6 +279,16 @@ class NB101Space(SearchSpace):
         ops[np.arange(n - 2), list(labels[1:-1])] = 1.0
         rows, cols = zip(*EDGES)
         return np.concatenate([full[list(rows), list(cols)], ops.ravel()])
+
+    def network(self, a: Architecture, num_classes: int = 10, in_channels: int = 3, **options) -> nn.Module:
+        """The benchmark's network; options `stem_channels` (128), `num_stacks` (3), `modules_per_stack` (3)."""
+        matrix, ops = self.spec(a)
+        return nb101_network(matrix, ops, num_classes, in_channels=in_channels, **options)
+
+    def codec(self):
+        from lightning_nas.spaces.nb101.codec import NB101Codec
+
+        return NB101Codec(self)
 
 
 def _label_name(label: int) -> str:

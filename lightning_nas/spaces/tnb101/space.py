@@ -3,18 +3,21 @@ from __future__ import annotations
 
 import re
 
-from lightning_nas.spaces.base import Architecture, register
-from lightning_nas.spaces.cell_on_edges import CellOnEdgesSpace, parse_error
+from torch import nn
+
+from lightning_nas.spaces.base import Architecture, parse_error, register
+from lightning_nas.spaces.cell_on_edges import CellOnEdgesSpace
+from lightning_nas.spaces.tnb101.network import OPS, tnb101_micro_network
 
 _PATTERN = re.compile(r"^64-41414-(\d)_(\d\d)_(\d\d\d)$")
 
 
 class TNB101MicroSpace(CellOnEdgesSpace):
     name = "tnb101_micro"
-    ops = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3")
+    ops = OPS
 
     def to_string(self, a: Architecture) -> str:
-        self._check(a)
+        self.check(a)
         g = "".join(str(op) for op in a.genotype)
         return f"64-41414-{g[0]}_{g[1:3]}_{g[3:6]}"
 
@@ -26,6 +29,11 @@ class TNB101MicroSpace(CellOnEdgesSpace):
         if max(genotype) >= len(self.ops):
             raise parse_error(self.name, s, f"op digits must be 0..{len(self.ops) - 1}")
         return self.make(genotype)
+
+    def network(self, a: Architecture, num_classes: int = 10, in_channels: int = 3, **options) -> nn.Module:
+        """The benchmark's `MacroNet` with the classification decoder; option `base_channels` (64)."""
+        self.check(a)
+        return tnb101_micro_network(a.genotype, num_classes, in_channels=in_channels, **options)
 
 
 TNB101_MICRO = register(TNB101MicroSpace())

@@ -4,47 +4,33 @@ Genotype: one op index per edge, edges in the official order 1<-0, 2<-0, 2<-1, 3
 """
 from __future__ import annotations
 
-import itertools
 from functools import cached_property, lru_cache
-from typing import Iterator
 
 import numpy as np
 import torch
 
-from lightning_nas.spaces.base import Architecture, InvalidArchitectureError, SearchSpace, wrong_space_error
-
-EDGES: tuple[tuple[int, int], ...] = ((0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3))  # (source, target)
-NUM_NODES = 4
-# the input->output routes through the cell, as edge indices
-ROUTES: tuple[tuple[int, ...], ...] = ((3,), (0, 4), (1, 5), (0, 2, 5))
+from lightning_nas.spaces.base import Architecture
+from lightning_nas.spaces.cell_on_edges.dag import EDGES, NUM_NODES, ROUTES
+from lightning_nas.spaces.choices import ChoiceSpace
 
 
-class CellOnEdgesSpace(SearchSpace):
+
+class CellOnEdgesSpace(ChoiceSpace):
     #: op names in index order; index 0 must be the zero op ("none")
     ops: tuple[str, ...]
     none_op = 0
     skip_op = 1
 
+    def choices(self) -> list[int]:
+        return [len(self.ops)] * len(EDGES)
+
     # --- identity ------------------------------------------------------------------------
-    def is_valid(self, a: Architecture) -> bool:
-        return (
-            a.space == self.name
-            and len(a.genotype) == len(EDGES)
-            and all(0 <= g < len(self.ops) for g in a.genotype)
-        )
-
-    def _check(self, a: Architecture) -> None:
-        if a.space != self.name:
-            raise wrong_space_error(self.name, a)
-        if not self.is_valid(a):
-            raise InvalidArchitectureError(f"not a {self.name} architecture: {a!r}")
-
     def canonical(self, a: Architecture) -> str:
         """The computed function as an expression: isomorphic or equivalent cells share it."""
         return _canonical(a.genotype, self.none_op, self.skip_op, self.ops)
 
     def representative(self, a: Architecture) -> Architecture:
-        self._check(a)
+        self.check(a)
         return self.make(self._representatives[a.genotype])
 
     @cached_property
@@ -59,60 +45,19 @@ class CellOnEdgesSpace(SearchSpace):
             out.update(dict.fromkeys(members, chosen))
         return out
 
-    # --- variation -----------------------------------------------------------------------
-    def sample(self, rng: np.random.Generator) -> Architecture:
-        return self.make(rng.integers(len(self.ops), size=len(EDGES)))
-
-    def neighbours(self, a: Architecture) -> list[Architecture]:
-        self._check(a)
-        out = []
-        for i, current in enumerate(a.genotype):
-            for op in range(len(self.ops)):
-                if op != current:
-                    g = list(a.genotype)
-                    g[i] = op
-                    out.append(self.make(g))
-        return out
-
-    def crossover(self, a: Architecture, b: Architecture, rng: np.random.Generator) -> Architecture:
-        self._check(a)
-        self._check(b)
-        take_a = rng.random(len(EDGES)) < 0.5
-        return self.make(np.where(take_a, a.genotype, b.genotype))
-
-    def edit_distance(self, a: Architecture, b: Architecture) -> int:
-        self._check(a)
-        self._check(b)
-        return int(sum(x != y for x, y in zip(a.genotype, b.genotype)))
-
-    def choices(self) -> list[int]:
-        return [len(self.ops)] * len(EDGES)
-
-    def enumerate(self) -> Iterator[Architecture]:
-        for g in itertools.product(range(len(self.ops)), repeat=len(EDGES)):
-            yield self.make(g)
-
-    # --- encodings -----------------------------------------------------------------------
-    def to_graph(self, a: Architecture, ops_on: str = "nodes"):
-        """Ops on nodes (default): input, one node per edge op, output; node types one-hot over
-        [input, output, *ops]. With ``ops_on="edges"``: the 4-node cell, `edge_attr` one-hot ops."""
+    # --- encodings and capabilities ------------------------------------------------------
+    def to_graph(self, a: Architecture):
+        """Ops on nodes: input, one node per edge op, output; node types one-hot over [input, output, *ops]."""
         from torch_geometric.data import Data
 
-        self._check(a)
-        if ops_on == "edges":
-            x = torch.eye(NUM_NODES)
-            edge_index = torch.tensor(EDGES, dtype=torch.long).t().contiguous()
-            edge_attr = torch.nn.functional.one_hot(torch.tensor(a.genotype), len(self.ops)).float()
-            return Data(x=x, edge_index=edge_index, edge_attr=edge_attr)
-        if ops_on != "nodes":
-            raise ValueError(f"ops_on must be 'nodes' or 'edges', got {ops_on!r}")
+        self.check(a)
         types = torch.tensor([0, *[2 + op for op in a.genotype], 1])
         x = torch.nn.functional.one_hot(types, 2 + len(self.ops)).float()
         return Data(x=x, edge_index=_OP_NODE_EDGE_INDEX.clone())
 
     def path_encoding(self, a: Architecture) -> np.ndarray:
         """BANANAS-style: one slot per op sequence of length 1..3 over the non-zero ops."""
-        self._check(a)
+        self.check(a)
         k = len(self.ops) - 1
         encoding = np.zeros(sum(k**n for n in range(1, 4)), dtype=np.float32)
         for route in ROUTES:
@@ -126,10 +71,10 @@ class CellOnEdgesSpace(SearchSpace):
             encoding[offset + index] = 1.0
         return encoding
 
-    def adjacency_encoding(self, a: Architecture) -> np.ndarray:
-        """The cell's wiring is fixed, so the one-hot op of each edge says everything."""
-        self._check(a)
-        return np.eye(len(self.ops), dtype=np.float32)[list(a.genotype)].ravel()
+    def codec(self):
+        from lightning_nas.spaces.cell_on_edges.codec import CellOnEdgesCodec
+
+        return CellOnEdgesCodec(self)
 
 
 def _op_node_edges() -> torch.Tensor:
@@ -167,7 +112,3 @@ def _canonical(genotype: tuple[int, ...], none_op: int, skip_op: int, ops: tuple
                 terms.append(f"{ops[genotype[e]]}({render(nodes[src])})")
         nodes.append(tuple(sorted(terms)))
     return render(nodes[-1]) if nodes[-1] else "zero"
-
-
-def parse_error(space: str, s: str, why: str) -> InvalidArchitectureError:
-    return InvalidArchitectureError(f"malformed {space} architecture string {s!r}: {why}")

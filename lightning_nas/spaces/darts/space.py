@@ -1,20 +1,4 @@
-"""The DARTS cell space as used by NAS-Bench-301: a normal and a reduction cell, 7 ops, no 'none'.
-
-Each cell has two inputs, c_{k-2} (index 0) and c_{k-1} (index 1), and four intermediate nodes
-(indices 2..5). Intermediate node i sums two edges, each an op applied to an earlier node; the
-cell output concatenates all four intermediate nodes (NB301 fixes `concat = [2, 3, 4, 5]`).
-
-Genotype (32 ints): for the normal then the reduction cell, for each intermediate node,
-`(input_a, op_a, input_b, op_b)`; inputs of node i are in `0..i+1`, ops index `OPS`.
-
-Conventions (NAS-Bench-301 / DARTS):
-- the two inputs of a node are distinct: NB301's ConfigSpace encodes them as an unordered pair of
-  distinct predecessors (`inputs_node_normal_3 in {0_1, 0_2, 1_2}`), and the DARTS derivation keeps
-  the top-2 edges from distinct predecessors. Their order is free, so the string form keeps it.
-- the op order is NB301's (also BANANAS' and NASLib's), so op indices agree with their encodings.
-- isomorphic cells share one canonical key: the two edges of a node are unordered, and
-  intermediate nodes may be relabelled in any order the DAG allows (the concat output is then
-  a channel permutation, which the next cell's 1x1 preprocessing absorbs).
+"""The DARTS cell space as used by NAS-Bench-301 (genotype and conventions: `darts.genotype`).
 
 The official string is the `repr` of the DARTS `Genotype` namedtuple:
 `Genotype(normal=[('sep_conv_3x3', 0), ('sep_conv_3x3', 1), ...], normal_concat=[2, 3, 4, 5],
@@ -23,40 +7,38 @@ reduce=[...], reduce_concat=[2, 3, 4, 5])`.
 from __future__ import annotations
 
 import ast
-import itertools
-import numbers
-from functools import lru_cache
-from typing import Any, NamedTuple, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
-from lightning_nas.spaces.base import Architecture, InvalidArchitectureError, SearchSpace, register, wrong_space_error
-from lightning_nas.spaces.cell_on_edges import parse_error
-
-OPS: tuple[str, ...] = (
-    "max_pool_3x3",
-    "avg_pool_3x3",
-    "skip_connect",
-    "sep_conv_3x3",
-    "sep_conv_5x5",
-    "dil_conv_3x3",
-    "dil_conv_5x5",
+from lightning_nas.spaces.base import (
+    Architecture,
+    InvalidArchitectureError,
+    SearchSpace,
+    parse_error,
+    register,
+    wrong_space_error,
 )
-CELLS: tuple[str, ...] = ("normal", "reduce")
-NUM_INPUTS = 2  # c_{k-2}, c_{k-1}
-NUM_NODES = 4  # intermediate nodes per cell
-EDGES_PER_NODE = 2
-GENES_PER_NODE = 2 * EDGES_PER_NODE
-GENES_PER_CELL = NUM_NODES * GENES_PER_NODE
-CONCAT: tuple[int, ...] = tuple(range(NUM_INPUTS, NUM_INPUTS + NUM_NODES))
-#: the longest input->output op sequence a cell can hold (c -> n2 -> n3 -> n4 -> n5)
-LONGEST_PATH = NUM_NODES
-
-# (input, op) of one edge; two of them make a node, four nodes a cell
-Edge = tuple[int, int]
-Node = tuple[Edge, Edge]
-Cell = tuple[Node, ...]
+from lightning_nas.spaces.darts.genotype import (
+    CELLS,
+    CONCAT,
+    EDGES_PER_NODE,
+    GENES_PER_CELL,
+    GENES_PER_NODE,
+    LONGEST_PATH,
+    NUM_INPUTS,
+    NUM_NODES,
+    OPS,
+    Cell,
+    Genotype,
+    canonical_cell,
+    edge_distance,
+    edge_problem,
+    genotype_problem,
+    join,
+    split,
+)
 
 # graph node types in `to_graph`: the two cell inputs, an intermediate sum, the concat output, ops
 _GRAPH_TYPES = ("c_{k-2}", "c_{k-1}", "node", "output")
@@ -65,15 +47,6 @@ _GRAPH_NODES_PER_CELL = NUM_INPUTS + NUM_NODES * EDGES_PER_NODE + NUM_NODES + 1
 _POSSIBLE_EDGES: tuple[tuple[int, int], ...] = tuple(
     (src, dst) for dst in CONCAT for src in range(dst)
 )
-
-
-class Genotype(NamedTuple):
-    """Field-for-field the DARTS `Genotype`; its `repr` is the official string form."""
-
-    normal: list[tuple[str, int]]
-    normal_concat: list[int]
-    reduce: list[tuple[str, int]]
-    reduce_concat: list[int]
 
 
 class DARTSSpace(SearchSpace):
@@ -88,12 +61,12 @@ class DARTSSpace(SearchSpace):
 
     # --- identity ------------------------------------------------------------------------
     def is_valid(self, a: Architecture) -> bool:
-        return a.space == self.name and _problem(a.genotype) is None
+        return a.space == self.name and genotype_problem(a.genotype) is None
 
-    def _check(self, a: Architecture) -> None:
+    def check(self, a: Architecture) -> None:
         if a.space != self.name:
             raise wrong_space_error(self.name, a)
-        problem = _problem(a.genotype)
+        problem = genotype_problem(a.genotype)
         if problem is not None:
             raise InvalidArchitectureError(f"invalid {self.name} genotype {a.genotype}: {problem}")
 
@@ -103,16 +76,16 @@ class DARTSSpace(SearchSpace):
 
     def canonicalize(self, a: Architecture) -> Architecture:
         """The smallest genotype isomorphic to `a` (edges of a node sorted, nodes relabelled)."""
-        self._check(a)
-        cells = [_canonical_cell(cell) for cell in _split(a.genotype)]
-        return self.make(_join(cells))
+        self.check(a)
+        cells = [canonical_cell(cell) for cell in split(a.genotype)]
+        return self.make(join(cells))
 
     # --- string forms --------------------------------------------------------------------
     def to_genotype(self, a: Architecture) -> Genotype:
         """The DARTS `Genotype` of `a` (what DARTS / NB301 model builders take)."""
-        self._check(a)
+        self.check(a)
         normal, reduce = (
-            [(OPS[op], source) for node in cell for source, op in node] for cell in _split(a.genotype)
+            [(OPS[op], source) for node in cell for source, op in node] for cell in split(a.genotype)
         )
         return Genotype(normal, list(CONCAT), reduce, list(CONCAT))
 
@@ -147,7 +120,7 @@ class DARTSSpace(SearchSpace):
             raise parse_error(self.name, text, f"{cell} must be a list of {count} (op, input) pairs, got {edges!r}")
         genes: list[int] = []
         for k, edge in enumerate(edges):
-            problem = _edge_problem(k, edge, genes)
+            problem = edge_problem(k, edge, genes)
             if problem is not None:
                 raise parse_error(self.name, text, f"{cell} edge {k} {edge!r} (node {k // 2 + NUM_INPUTS}): {problem}")
             genes += [int(edge[1]), OPS.index(edge[0])]
@@ -166,7 +139,7 @@ class DARTSSpace(SearchSpace):
 
     def neighbours(self, a: Architecture) -> list[Architecture]:
         """Change one op (6 x 16 edges) or one input to another free one (24): 120 in all."""
-        self._check(a)
+        self.check(a)
         out = []
         for position in range(len(a.genotype)):
             for value in self._alternatives(a.genotype, position):
@@ -185,8 +158,8 @@ class DARTSSpace(SearchSpace):
 
     def crossover(self, a: Architecture, b: Architecture, rng: np.random.Generator) -> Architecture:
         """Uniform per node: each intermediate node (both of its edges) comes from either parent."""
-        self._check(a)
-        self._check(b)
+        self.check(a)
+        self.check(b)
         take_a = rng.random(len(CELLS) * NUM_NODES) < 0.5
         genes = []
         for n, from_a in enumerate(take_a):
@@ -196,13 +169,13 @@ class DARTSSpace(SearchSpace):
 
     def edit_distance(self, a: Architecture, b: Architecture) -> int:
         """Changed inputs and ops, with the two edges of each node matched up at best."""
-        self._check(a)
-        self._check(b)
+        self.check(a)
+        self.check(b)
         total = 0
-        for cell_a, cell_b in zip(_split(a.genotype), _split(b.genotype)):
+        for cell_a, cell_b in zip(split(a.genotype), split(b.genotype)):
             for (e1, e2), (f1, f2) in zip(cell_a, cell_b):
-                straight = _edge_distance(e1, f1) + _edge_distance(e2, f2)
-                crossed = _edge_distance(e1, f2) + _edge_distance(e2, f1)
+                straight = edge_distance(e1, f1) + edge_distance(e2, f2)
+                crossed = edge_distance(e1, f2) + edge_distance(e2, f1)
                 total += min(straight, crossed)
         return total
 
@@ -223,9 +196,9 @@ class DARTSSpace(SearchSpace):
         followed by a cell flag (0 normal, 1 reduce)."""
         from torch_geometric.data import Data
 
-        self._check(a)
+        self.check(a)
         types, edges = [], []
-        for c, cell in enumerate(_split(a.genotype)):
+        for c, cell in enumerate(split(a.genotype)):
             cell_types, cell_edges = _cell_graph(cell)
             offset = c * _GRAPH_NODES_PER_CELL
             types += cell_types
@@ -244,10 +217,10 @@ class DARTSSpace(SearchSpace):
         and, when max_path_length < 4, one shared slot for all longer paths (BANANAS'
         `long_paths=False` truncation: length-4 paths alone would need 7^4 = 2401 slots per block).
         Default length: 4 x (7 + 49 + 343 + 1) = 1600; untruncated 4 x 2800 = 11200."""
-        self._check(a)
+        self.check(a)
         block = self._path_block_size()
         encoding = np.zeros(len(CELLS) * NUM_INPUTS * block, dtype=np.float32)
-        for c, cell in enumerate(_split(a.genotype)):
+        for c, cell in enumerate(split(a.genotype)):
             for source, ops in _cell_paths(cell):
                 encoding[(c * NUM_INPUTS + source) * block + self._path_slot(ops)] = 1.0
         return encoding
@@ -269,9 +242,9 @@ class DARTSSpace(SearchSpace):
     def adjacency_encoding(self, a: Architecture) -> np.ndarray:
         """Per cell: the 14 possible edges (targets 2..5) as 0/1, then a one-hot op per possible
         edge (zeros when absent); normal then reduce, 2 x (14 + 98) = 224. Edge order is free."""
-        self._check(a)
+        self.check(a)
         blocks = []
-        for cell in _split(a.genotype):
+        for cell in split(a.genotype):
             adjacency = np.zeros(len(_POSSIBLE_EDGES), dtype=np.float32)
             ops = np.zeros((len(_POSSIBLE_EDGES), len(OPS)), dtype=np.float32)
             for i, node in enumerate(cell):
@@ -282,88 +255,13 @@ class DARTSSpace(SearchSpace):
             blocks += [adjacency, ops.ravel()]
         return np.concatenate(blocks)
 
+    def codec(self):
+        from lightning_nas.spaces.darts.codec import DartsCodec
 
-# --- genotype helpers ----------------------------------------------------------------------
-def _split(genotype: Sequence[int]) -> tuple[Cell, ...]:
-    """Flat genes -> cells of nodes of (input, op) edges."""
-    cells = []
-    for c in range(len(CELLS)):
-        genes = genotype[c * GENES_PER_CELL:(c + 1) * GENES_PER_CELL]
-        cells.append(tuple(
-            ((genes[n], genes[n + 1]), (genes[n + 2], genes[n + 3]))
-            for n in range(0, GENES_PER_CELL, GENES_PER_NODE)
-        ))
-    return tuple(cells)
+        return DartsCodec(self)
 
 
-def _join(cells: Sequence[Cell]) -> list[int]:
-    return [gene for cell in cells for node in cell for edge in node for gene in edge]
-
-
-def _problem(genotype: Sequence[int]) -> str | None:
-    """What makes a genotype invalid, or None."""
-    if len(genotype) != len(CELLS) * GENES_PER_CELL:
-        return f"expected {len(CELLS) * GENES_PER_CELL} genes, got {len(genotype)}"
-    for cell_name, cell in zip(CELLS, _split(genotype)):
-        for i, ((s1, o1), (s2, o2)) in enumerate(cell):
-            where = f"{cell_name} node {i + NUM_INPUTS}"
-            if not (0 <= s1 < i + NUM_INPUTS and 0 <= s2 < i + NUM_INPUTS):
-                return f"{where} reads inputs ({s1}, {s2}); allowed 0..{i + NUM_INPUTS - 1}"
-            if s1 == s2:
-                return f"{where} reads input {s1} twice; its two inputs must differ"
-            if not (0 <= o1 < len(OPS) and 0 <= o2 < len(OPS)):
-                return f"{where} has ops ({o1}, {o2}); allowed 0..{len(OPS) - 1}"
-    return None
-
-
-def _edge_problem(k: int, edge: Any, genes_so_far: list[int]) -> str | None:
-    """What is wrong with the k-th (op, input) pair of a cell, or None."""
-    if not (isinstance(edge, (tuple, list)) and len(edge) == 2):
-        return "must be an (op, input) pair"
-    op, source = edge
-    sources = k // EDGES_PER_NODE + NUM_INPUTS
-    if op not in OPS:
-        return f"unknown op {op!r} (NB301 ops: {', '.join(OPS)})"
-    if not isinstance(source, numbers.Integral) or isinstance(source, bool) or not 0 <= source < sources:
-        return f"input must be an int in 0..{sources - 1}"
-    if k % EDGES_PER_NODE == 1 and source == genes_so_far[-2]:
-        return f"both edges of the node read input {source}; NB301 needs two distinct inputs"
-    return None
-
-
-def _edge_distance(e: Edge, f: Edge) -> int:
-    return int(e[0] != f[0]) + int(e[1] != f[1])
-
-
-@lru_cache(maxsize=1 << 16)
-def _canonical_cell(cell: Cell) -> Cell:
-    """Smallest relabelling of the intermediate nodes that keeps every input earlier than its
-    node, with each node's two edges sorted. Isomorphisms fix the cell inputs and map nodes to
-    nodes, so two cells are isomorphic exactly when they share this minimum."""
-    best = None
-    for perm in itertools.permutations(range(NUM_NODES)):
-        relabelled = _relabel(cell, perm)
-        if relabelled is not None and (best is None or relabelled < best):
-            best = relabelled
-    assert best is not None  # the identity permutation always qualifies
-    return best
-
-
-def _relabel(cell: Cell, perm: tuple[int, ...]) -> Cell | None:
-    """Node i becomes node perm[i]; None when that breaks the topological order."""
-    def new(source: int) -> int:
-        return source if source < NUM_INPUTS else perm[source - NUM_INPUTS] + NUM_INPUTS
-
-    nodes: list[Node | None] = [None] * NUM_NODES
-    for i, node in enumerate(cell):
-        target = perm[i]
-        edges = sorted((new(source), op) for source, op in node)
-        if any(source >= target + NUM_INPUTS for source, _ in edges):
-            return None
-        nodes[target] = (edges[0], edges[1])
-    return tuple(nodes)  # type: ignore[arg-type]
-
-
+# --- featurisation helpers ----------------------------------------------------------------
 def _cell_paths(cell: Cell) -> list[tuple[int, tuple[int, ...]]]:
     """Every (cell input, op sequence) path ending at an intermediate node."""
     paths_to: list[list[tuple[int, tuple[int, ...]]]] = []

@@ -21,7 +21,7 @@ import zipfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
+from typing import Sequence, TypeVar
 
 import numpy as np
 
@@ -42,6 +42,8 @@ CACHE_FILE = "nb101_cells.npz"
 CACHE_VERSION = 1
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 # --- one cell ----------------------------------------------------------------------------
@@ -66,6 +68,16 @@ def on_path_vertices(matrix: np.ndarray) -> list[int] | None:
     if not to_output[0]:
         return None
     return [v for v in range(n) if from_input[v] and to_output[v]]
+
+
+def prune(matrix: np.ndarray, labels: Sequence[T]) -> tuple[np.ndarray, list[T]] | None:
+    """The cell without its vertices off every input->output path, with the kept vertices' labels
+    (the benchmark's `ModelSpec` pruning, done before hashing and before building); None when the
+    input cannot reach the output."""
+    kept = on_path_vertices(matrix)
+    if kept is None:
+        return None
+    return np.asarray(matrix)[np.ix_(kept, kept)], [labels[v] for v in kept]
 
 
 def module_hash(matrix: np.ndarray, labels: Sequence[int]) -> str:
