@@ -9,7 +9,7 @@
    RSS < 2 GB, measured in a fresh subprocess (resource.getrusage maxrss). Baseline: the same data
    read from a .csv.gz with `read_table` (csv module), also in a fresh subprocess.
 
-Run: python benchmarks/bench_archive.py [--rows 423624] [--repeats 5]
+Run from the repository root: python -m benchmarks.bench_archive [--rows 423624] [--repeats 5]
 """
 from __future__ import annotations
 
@@ -23,11 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.report.common import add_script_arguments, shared_tables
+from benchmarks.report.performance import archive_load
 from lightning_nas.benchmarks.archive import Benchmark
 from lightning_nas.benchmarks.converters.tables import read_table
-from lightning_nas.performance import archive_load
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "benchmarks"
 NB101_ROWS = 423_624
 NB201_LIMIT_S, NB101_LIMIT_S, NB101_LIMIT_RSS_MB = 0.2, 10.0, 2048
 
@@ -60,8 +60,8 @@ def probe(path: str, column: str) -> dict:
     return json.loads(out.stdout)
 
 
-def bench_nb201(tmp: Path, repeats: int) -> bool:
-    tables = [SHARED / "nb201_200ep.csv.gz", SHARED / "nb201_12ep.csv.gz"]
+def bench_nb201(shared: Path, tmp: Path, repeats: int) -> bool:
+    tables = [shared / "nb201_200ep.csv.gz", shared / "nb201_12ep.csv.gz"]
     archive = tmp / "nb201.npz"
     measured = archive_load(tables, archive, repeats)  # load + first lookup, beside reading the CSV tables
     fresh = probe(str(archive), "cifar10_test_acc")
@@ -75,9 +75,9 @@ def bench_nb201(tmp: Path, repeats: int) -> bool:
     return ok
 
 
-def nb101_sized(rows: int) -> Benchmark:
+def nb101_sized(shared: Path, rows: int) -> Benchmark:
     """SIZE TEST archive: real hashes + synthetic padding, real values tiled (see module doc)."""
-    real = read_table(SHARED / "nb101_hashed_30k.csv.gz")
+    real = read_table(shared / "nb101_hashed_30k.csv.gz")
     pad = [hashlib.md5(f"synthetic-{i}".encode()).hexdigest() for i in range(rows - len(real))]
     keys = np.concatenate([real.keys, np.array(pad, dtype=real.keys.dtype)])
     tile = np.arange(rows) % len(real)
@@ -103,8 +103,8 @@ def write_csv(bench: Benchmark, path: Path) -> Path:
     return path
 
 
-def bench_nb101(tmp: Path, rows: int) -> bool:
-    bench = nb101_sized(rows)
+def bench_nb101(shared: Path, tmp: Path, rows: int) -> bool:
+    bench = nb101_sized(shared, rows)
     archive = bench.save(tmp / "nb101_size_test.npz")
     table = write_csv(bench, tmp / "nb101_size_test.csv.gz")
     native = probe(str(archive), "valid_acc_108ep")
@@ -123,14 +123,16 @@ def bench_nb101(tmp: Path, rows: int) -> bool:
     return ok
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=NB101_ROWS)
     parser.add_argument("--repeats", type=int, default=5)
-    args = parser.parse_args()
+    add_script_arguments(parser, writes=False)
+    args = parser.parse_args(argv)
+    shared = shared_tables(args.shared)
     with tempfile.TemporaryDirectory() as tmp:
-        ok = bench_nb201(Path(tmp), args.repeats)
-        ok = bench_nb101(Path(tmp), args.rows) and ok
+        ok = bench_nb201(shared, Path(tmp), args.repeats)
+        ok = bench_nb101(shared, Path(tmp), args.rows) and ok
     return 0 if ok else 1
 
 

@@ -1,9 +1,9 @@
 """CR-LSO measurements (issue 5) on the real NAS-Bench-201 tables.
 
-    python benchmarks/bench_crlso.py all        # everything below, then the report
-    python benchmarks/bench_crlso.py latent     # latent size: round trip + ICNN tau
-    python benchmarks/bench_crlso.py heads      # ICNN vs MLP tau, PCA with / without regularisation
-    python benchmarks/bench_crlso.py report     # benchmarks/results/crlso.{json,md}
+    python -m benchmarks.bench_crlso all        # everything below, then the report
+    python -m benchmarks.bench_crlso latent     # latent size: round trip + ICNN tau
+    python -m benchmarks.bench_crlso heads      # ICNN vs MLP tau, PCA with / without regularisation
+    python -m benchmarks.bench_crlso report     # benchmarks/results/crlso.{json,md}
 
 The search itself (20 seeds per NB201 protocol at 100 / 150 / 300 queries, beside random search and
 regularized evolution in the same run) is measured by `lightning-nas report` (benchmarks/REPORT.md).
@@ -27,17 +27,17 @@ import numpy as np
 import torch
 from torchmetrics.functional.regression import kendall_rank_corrcoef
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "benchmarks"
-RESULTS = ROOT / "benchmarks" / "results"
+from benchmarks.report.common import DEFAULT_SHARED, ROOT, add_script_arguments, script_folders, shared_tables
+
+RESULTS = ROOT / "benchmarks" / "results"  # or under --out
 OUT_JSON = RESULTS / "crlso.json"
-PARTS = ROOT / "benchmarks" / "runs" / "crlso" / "parts"  # one file per part: parts may run in parallel
-FITS = ROOT / "benchmarks" / "runs" / "crlso" / "fits"
+RUNS = ROOT / "benchmarks" / "runs" / "crlso"
+PARTS, FITS = RUNS / "parts", RUNS / "fits"  # one file per part: parts may run in parallel
 
-# the CIFAR-10 protocol (shared/benchmarks/README.md): what the fits here learn from
-TABLES, TARGET = [SHARED / "nb201_200ep.csv.gz"], "cifar10_valid_valid_acc"
+# the CIFAR-10 protocol (configs/protocols/nb201-cifar10.yaml): what the fits here learn from
+SHARED, TABLES, TARGET = DEFAULT_SHARED, ["nb201_200ep.csv.gz"], "cifar10_valid_valid_acc"
 
-# the settings of configs/nb201/crlso_fit.yaml
+# the settings of configs/fits/nb201/crlso.yaml
 FIT = dict(latent_dim=16, hidden=128, decoder_hidden=128, head_hidden=256, head_layers=3, beta=0.005,
            prediction_weight=0.01, posterior_noise=0.01, semi_epochs=200, semi_batch_size=32, semi_lr=1e-3, lr=1e-3)
 FIT_EPOCHS = 4
@@ -68,7 +68,7 @@ def fit(seed: int, pool_holdout: float = 0.0, epochs: int = FIT_EPOCHS, **overri
     from lightning_nas.training import quiet_trainer
 
     L.seed_everything(seed, verbose=False)
-    dm = GVAEDataModule([str(t) for t in TABLES], TARGET, num_labelled=NUM_LABELLED, seed=seed,
+    dm = GVAEDataModule([str(SHARED / t) for t in TABLES], TARGET, num_labelled=NUM_LABELLED, seed=seed,
                         batch_size=64, max_val=500, pool_holdout=pool_holdout)
     settings = {**FIT, **overrides}
     model = CRLSOModel("nb201", **settings, max_epochs_hint=epochs)
@@ -199,9 +199,9 @@ def pca_figure(latents: dict[str, tuple[np.ndarray, np.ndarray]]) -> Path:
 def part_report() -> None:
     results = load_results()
     lines = ["# CR-LSO on NAS-Bench-201 (measured)", "",
-             "Produced by `python benchmarks/bench_crlso.py` on a shared 2-core CPU; all numbers from the",
+             "Produced by `python -m benchmarks.bench_crlso` on a shared 2-core CPU; all numbers from the",
              "real NB201 tables in ../shared/benchmarks.", "",
-             f"Settings: those of `configs/nb201/crlso_fit.yaml`: {NUM_LABELLED} labelled architectures drawn by the",
+             f"Settings: those of `configs/fits/nb201/crlso.yaml`: {NUM_LABELLED} labelled architectures drawn by the",
              f"seed, a semi-supervised GNN labels the rest, G-VAE + ICNN fitted jointly for {FIT_EPOCHS} epochs.", ""]
     if "latent" in results:
         part = results["latent"]
@@ -240,7 +240,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("part", choices=["latent", "heads", "report", "all"])
     parser.add_argument("--latent-sizes", type=int, nargs="+", default=[8, 16, 32, 64])
     parser.add_argument("--redo", action="store_true", help="forget every finished part and measure again")
+    add_script_arguments(parser)
     args = parser.parse_args(argv)
+    global RESULTS, OUT_JSON, RUNS, PARTS, FITS, SHARED
+    RESULTS, RUNS = script_folders(args, "crlso")
+    OUT_JSON, PARTS, FITS, SHARED = RESULTS / "crlso.json", RUNS / "parts", RUNS / "fits", shared_tables(args.shared)
     torch.set_num_threads(1)
     todo = ["latent", "heads"] if args.part == "all" else [args.part]
     if args.redo:

@@ -6,11 +6,11 @@ predictor: the NAC's held-out Kendall tau and pairwise accuracy on NB201 (1% and
 search: CTNAS, random search and regularized evolution through the `search` CLI on the three
     NB201 protocols, the same seeds for every method, best-by-validation after 50/100/150 queries.
 
-    python benchmarks/bench_ctnas.py --parts predictor --predictor-seeds 5 [--settings nb101_424]
-    python benchmarks/bench_ctnas.py --parts search --search-seeds 5 --workers 2
+    python -m benchmarks.bench_ctnas --parts predictor --predictor-seeds 5 [--settings nb101_424]
+    python -m benchmarks.bench_ctnas --parts search --search-seeds 5 --workers 2
 
 Every run uses one torch thread. Finished search seeds are reused (their run folders stay under
---out), so an interrupted run resumes; each part merges its results into the JSON.
+benchmarks/runs/ctnas/), so an interrupted run resumes; each part merges its results into the JSON.
 """
 from __future__ import annotations
 
@@ -23,48 +23,42 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.report.common import CONFIGS, ROOT, add_script_arguments, script_folders, shared_tables
+from benchmarks.report.protocols import protocol
 from lightning_nas.io import atomic_write
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "benchmarks"
-RESULTS = ROOT / "benchmarks" / "results"
+RESULTS = ROOT / "benchmarks" / "results"  # or under --out
 JSON_PATH = RESULTS / "ctnas.json"
 
-NB201_200 = str(SHARED / "nb201_200ep.csv.gz")
-NB201_12 = str(SHARED / "nb201_12ep.csv.gz")
+FITS = CONFIGS / "fits"
 PREDICTOR_SETTINGS = {
-    # name: (benchmark, target, num_labelled, NAC epochs, NAC fit config, GIN fit config)
-    "nb201_1pct": (NB201_200, "cifar10_valid_valid_acc", 0.01, 200, "configs/nb201/ctnas_fit.yaml", "configs/nb201/gin_fit.yaml"),
-    "nb201_10pct": (NB201_200, "cifar10_valid_valid_acc", 0.1, 60, "configs/nb201/ctnas_fit.yaml", "configs/nb201/gin_fit.yaml"),
-    "nb101_424": (str(SHARED / "nb101_hashed_30k.csv.gz"), "valid_acc_108ep", 424, 200, "configs/nb101/ctnas_fit.yaml",
-                  "configs/nb101/ednag_gin_fit.yaml"),
+    # name: (protocol, num_labelled, NAC epochs, NAC fit config, GIN fit config)
+    "nb201_1pct": ("nb201-cifar10", 0.01, 200, FITS / "nb201" / "ctnas.yaml", FITS / "nb201" / "gin.yaml"),
+    "nb201_10pct": ("nb201-cifar10", 0.1, 60, FITS / "nb201" / "ctnas.yaml", FITS / "nb201" / "gin.yaml"),
+    "nb101_424": ("nb101", 424, 200, FITS / "nb101" / "ctnas.yaml", FITS / "nb101" / "gin.yaml"),
 }
-GIN_EPOCHS = 100  # configs/nb201/gin_fit.yaml
-PROTOCOLS = {
-    # name: (benchmark list, objective, report, CTNAS config)
-    "cifar10": ([NB201_200], "cifar10_valid_valid_acc", "cifar10_test_acc", "configs/nb201/ctnas.yaml"),
-    "cifar100": ([NB201_200, NB201_12], "cifar100_valid_acc@nb201_12ep", "cifar100_test_acc", "configs/nb201/ctnas_cifar100.yaml"),
-    "imagenet16": ([NB201_200, NB201_12], "imagenet16_valid_acc@nb201_12ep", "imagenet16_test_acc", "configs/nb201/ctnas_imagenet16.yaml"),
-}
-METHODS = {"CTNAS": None, "RS": "configs/nb201/rs.yaml", "RE": "configs/nb201/re.yaml"}
+GIN_EPOCHS = 100  # configs/fits/nb201/gin.yaml
+PROTOCOLS = {"cifar10": "nb201-cifar10", "cifar100": "nb201-cifar100", "imagenet16": "nb201-imagenet16"}
+METHODS = {"CTNAS": "ctnas", "RS": "rs", "RE": "re"}  # configs/methods/<file>.yaml
 
 
 # --- predictor part ------------------------------------------------------------------------
-def fit_and_test(setting: str, model_name: str, seed: int) -> dict:
+def fit_and_test(setting: str, model_name: str, seed: int, shared: Path) -> dict:
     import torch
 
     from lightning_nas.predictors.evaluate import config_tau
 
     torch.set_num_threads(1)
-    benchmark, target, labelled, nac_epochs, nac_config, gin_config = PREDICTOR_SETTINGS[setting]
+    name, labelled, nac_epochs, nac_config, gin_config = PREDICTOR_SETTINGS[setting]
     config, epochs = (nac_config, nac_epochs) if model_name == "NAC" else (gin_config, GIN_EPOCHS)
-    r = config_tau(ROOT / config, labelled, seed, epochs, {"benchmark": benchmark, "target": target, "batch_size": 64})
+    data = protocol(name)
+    r = config_tau(config, labelled, seed, epochs, {"benchmark": data.benchmark(shared), "target": data.target, "batch_size": 64})
     return {"setting": setting, "model": model_name, "seed": seed, "labelled": r["labelled"], "heldout": r["heldout"],
             "epochs": epochs, "test_tau": r["tau"], "test_pair_acc": r.get("test_pair_acc"), "fit_s": round(r["fit_s"], 1)}
 
 
-def predictor_part(settings: list[str], seeds: int, workers: int) -> dict:
-    jobs = [(s, m, seed) for s in settings for m in ("NAC", "GIN") for seed in range(seeds)]
+def predictor_part(settings: list[str], seeds: int, workers: int, shared: Path) -> dict:
+    jobs = [(s, m, seed, shared) for s in settings for m in ("NAC", "GIN") for seed in range(seeds)]
     with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
         rows = list(pool.map(fit_and_test, *zip(*jobs)))
     summary = {}
@@ -82,32 +76,31 @@ def predictor_part(settings: list[str], seeds: int, workers: int) -> dict:
 
 
 # --- search part ---------------------------------------------------------------------------
-def search_jobs(seeds: int, out: Path, budget: int) -> list[tuple]:
+def search_jobs(seeds: int, out: Path, budget: int, shared: Path) -> list[tuple]:
     jobs = []
-    for protocol, (benchmarks, objective, report, ctnas_config) in PROTOCOLS.items():
+    for name, protocol_name in PROTOCOLS.items():
+        chosen = protocol(protocol_name)
         for method, config in METHODS.items():
-            extra = [] if config is None else [
-                "--data.init_args.benchmark", json.dumps(benchmarks), "--data.init_args.target", objective,
-                "--report", json.dumps([report])]
+            configs = [str(c) for c in chosen.configs(config)]
             for seed in range(seeds):
-                run_dir = out / protocol / method / f"seed_{seed}"
-                jobs.append((str(ROOT / (config or ctnas_config)), seed, budget, str(run_dir), extra))
+                run_dir = out / name / method / f"seed_{seed}"
+                jobs.append((configs, seed, budget, str(run_dir), chosen.overrides(shared)))
     return jobs
 
 
-def run_search_job(config: str, seed: int, budget: int, run_dir: str, extra: list[str]) -> str:
+def run_search_job(configs: list[str], seed: int, budget: int, run_dir: str, extra: list[str]) -> str:
     import os
 
-    os.chdir(ROOT)  # configs name the shared tables relative to the project root
+    os.chdir(ROOT)  # configs name checkpoints/ relative to the project root
     from lightning_nas.bench import run_one
 
-    return run_one(config, seed, budget, run_dir, extra)
+    return run_one(configs, seed, budget, run_dir, extra)
 
 
-def search_part(seeds: int, workers: int, out: Path, budgets: list[int]) -> dict:
+def search_part(seeds: int, workers: int, out: Path, budgets: list[int], shared: Path) -> dict:
     from lightning_nas.search.statistics import best_after, wall_time
 
-    jobs = search_jobs(seeds, out, max(budgets))
+    jobs = search_jobs(seeds, out, max(budgets), shared)
     # the slow CTNAS runs first, so the cheap baselines fill the gaps at the end
     jobs.sort(key=lambda job: "CTNAS" not in job[3])
     start = time.perf_counter()
@@ -115,9 +108,10 @@ def search_part(seeds: int, workers: int, out: Path, budgets: list[int]) -> dict
         list(pool.map(run_search_job, *zip(*jobs)))
     wall = time.perf_counter() - start
     summary: dict = {}
-    for protocol, (_, _, report, _) in PROTOCOLS.items():
+    for name, protocol_name in PROTOCOLS.items():
+        report = protocol(protocol_name).report[0]
         for method in METHODS:
-            run_dirs = [out / protocol / method / f"seed_{s}" for s in range(seeds)]
+            run_dirs = [out / name / method / f"seed_{s}" for s in range(seeds)]
             runs = [json.loads((d / "results.json").read_text()) for d in run_dirs]
             entry = {"seeds": seeds, "wall_time_s_mean": float(np.mean([wall_time(d) for d in run_dirs]))}
             for b in budgets:
@@ -125,14 +119,14 @@ def search_part(seeds: int, workers: int, out: Path, budgets: list[int]) -> dict
                 entry[str(b)] = {"mean": float(np.mean(values)), "std": float(np.std(values))}
             if method == "CTNAS":
                 entry["strategy_stats"] = [r["strategy_stats"] for r in runs]
-            summary[f"{protocol}/{method}"] = entry
+            summary[f"{name}/{method}"] = entry
     return {"summary": summary, "budgets": budgets, "wall_s": round(wall, 1), "run_dirs": str(out)}
 
 
 # --- outputs -------------------------------------------------------------------------------
 def write_markdown(results: dict, path: Path) -> None:
     lines = ["# CTNAS measurements (issue 4)", "",
-             "Produced by `benchmarks/bench_ctnas.py`; tables from `../shared/benchmarks`. CPU only, one torch thread per run.", ""]
+             "Produced by `python -m benchmarks.bench_ctnas`; tables from `../shared/benchmarks`. CPU only, one torch thread per run.", ""]
     pred = results.get("predictor")
     if pred:
         lines += ["## Predictor: Kendall tau over all held-out architectures", "",
@@ -143,7 +137,7 @@ def write_markdown(results: dict, path: Path) -> None:
                          f"{nac['pair_acc_mean']:.3f} ± {nac['pair_acc_std']:.3f} | {gin['tau_mean']:.3f} ± {gin['tau_std']:.3f} | {nac['seeds']} |")
         epochs = ", ".join(f"{s} {pred['summary'][s + '/NAC']['epochs']}" for s in PREDICTOR_SETTINGS)
         lines += ["", f"NAC epochs: {epochs}; "
-                  f"GIN: {GIN_EPOCHS} epochs (configs/nb201/gin_fit.yaml settings). NAC tau uses its comparison score "
+                  f"GIN: {GIN_EPOCHS} epochs (configs/fits/nb201/gin.yaml settings). NAC tau uses its comparison score "
                   "(mean P[a beats r] over a fixed 64-architecture reference set); pairwise accuracy is over all "
                   "ordered non-tied pairs inside each test batch of 64.", ""]
     search = results.get("search")
@@ -160,7 +154,8 @@ def write_markdown(results: dict, path: Path) -> None:
     atomic_write(path, "\n".join(lines))
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    global RESULTS, JSON_PATH
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parts", nargs="+", choices=["predictor", "search", "report"], default=["predictor", "search"],
                         help="report: only rewrite ctnas.md from ctnas.json")
@@ -170,16 +165,19 @@ def main() -> None:
     parser.add_argument("--search-seeds", type=int, default=5)
     parser.add_argument("--budgets", type=int, nargs="+", default=[50, 100, 150])
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=ROOT / "checkpoints" / "bench_ctnas")
-    args = parser.parse_args()
+    add_script_arguments(parser)
+    args = parser.parse_args(argv)
+    shared = shared_tables(args.shared)
+    RESULTS, runs = script_folders(args, "ctnas")
+    JSON_PATH = RESULTS / "ctnas.json"
     RESULTS.mkdir(parents=True, exist_ok=True)
     if "predictor" in args.parts:
         start = time.perf_counter()
-        part = predictor_part(args.settings, args.predictor_seeds, args.workers)
+        part = predictor_part(args.settings, args.predictor_seeds, args.workers, shared)
         part["wall_s"] = round(time.perf_counter() - start, 1)
         merge_predictor_results(part)
     if "search" in args.parts:
-        merge_results("search", search_part(args.search_seeds, args.workers, args.out, sorted(args.budgets)))
+        merge_results("search", search_part(args.search_seeds, args.workers, runs, sorted(args.budgets), shared))
     results = json.loads(JSON_PATH.read_text()) if JSON_PATH.is_file() else {}
     write_markdown(results, RESULTS / "ctnas.md")
     print((RESULTS / "ctnas.md").read_text())

@@ -1,20 +1,20 @@
 """DCL-ENAS measurements (issue 3): predictor Kendall tau with ablations, and search beside baselines.
 
-    python benchmarks/bench_dcl_enas.py                                   # both parts, default seeds
-    python benchmarks/bench_dcl_enas.py --parts predictor --seeds 5 --labels 156 1562
-    python benchmarks/bench_dcl_enas.py --parts search --search-seeds 20 --protocols cifar10
+    python -m benchmarks.bench_dcl_enas                                   # both parts, default seeds
+    python -m benchmarks.bench_dcl_enas --parts predictor --seeds 5 --labels 156 1562
+    python -m benchmarks.bench_dcl_enas --parts search --search-seeds 20 --protocols cifar10
 
 Protocol (also written into the results):
-- Stage 1 is run once per space with configs/nb201/dcl_enas_pretrain.yaml (no labels) and its
+- Stage 1 is run once per space with configs/fits/nb201/dcl_enas_pretrain.yaml (no labels) and its
   checkpoint is reused by every predictor and search run (benchmarks/runs/dcl_enas/pretrain.ckpt).
 - Predictor: NB201, target cifar10_valid_valid_acc; `n` labelled architectures drawn by seed
   (ArchitectureDataModule); Kendall tau (torchmetrics) over EVERY other architecture of the table.
   Variants: DCL-ENAS (pre-trained + pairwise ranking), "no pre-training" (ranking from scratch),
   "MSE instead of ranking" (pre-trained + MSE), and a path-encoding MLP with MSE. Settings from
-  configs/nb201/dcl_enas_finetune.yaml; `--epochs-10pct` for n >= 1000 (same number of epochs
+  configs/fits/nb201/dcl_enas_finetune.yaml; `--epochs-10pct` for n >= 1000 (same number of epochs
   would cost 10x the steps; see --help).
-- Search: the three NB201 protocols of ../shared/benchmarks/README.md; DCL-ENAS (configs/nb201/
-  dcl_enas*.yaml), random search and regularized evolution (configs/nb201/re.yaml) through the same
+- Search: the three NB201 protocols of ../shared/benchmarks/README.md; DCL-ENAS (configs/methods/
+  dcl_enas.yaml), random search and regularized evolution (configs/methods/re.yaml) through the same
   `run_search` and oracle, one run per seed at the largest budget; figures at smaller budgets are
   read off the trajectory (test accuracy of the best-by-validation architecture after b queries).
 Results: benchmarks/results/dcl_enas.{json,md}; runs under benchmarks/runs/dcl_enas/.
@@ -36,29 +36,30 @@ import numpy as np
 import torch
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "benchmarks"
-RUNS = ROOT / "benchmarks" / "runs" / "dcl_enas"
-RESULTS = ROOT / "benchmarks" / "results"
-CONFIGS = ROOT / "configs" / "nb201"
-NB201 = [str(SHARED / "nb201_200ep.csv.gz"), str(SHARED / "nb201_12ep.csv.gz")]
-PROTOCOLS = {
-    "cifar10": dict(config="dcl_enas.yaml", benchmark=str(SHARED / "nb201_200ep.csv.gz"),
-                    target="cifar10_valid_valid_acc", report="cifar10_test_acc", optimum=94.37),
-    "cifar100": dict(config="dcl_enas_cifar100.yaml", benchmark=NB201,
-                     target="cifar100_valid_acc@nb201_12ep", report="cifar100_test_acc", optimum=73.51),
-    "imagenet16": dict(config="dcl_enas_imagenet16.yaml", benchmark=NB201,
-                       target="imagenet16_valid_acc@nb201_12ep", report="imagenet16_test_acc", optimum=47.31),
-}
+from benchmarks.report.common import (CONFIGS, DEFAULT_SHARED, ROOT, add_script_arguments, from_root, script_folders,
+                                      shared_tables)
+from benchmarks.report.protocols import protocol
+from lightning_nas.bench import config_arguments, resolved_config
+
+RUNS, RESULTS = ROOT / "benchmarks" / "runs" / "dcl_enas", ROOT / "benchmarks" / "results"  # or under --out
+SHARED = DEFAULT_SHARED  # or --shared
+PRETRAIN = CONFIGS / "fits" / "nb201" / "dcl_enas_pretrain.yaml"
+FINETUNE = CONFIGS / "fits" / "nb201" / "dcl_enas_finetune.yaml"
+PROTOCOLS = {"cifar10": "nb201-cifar10", "cifar100": "nb201-cifar100", "imagenet16": "nb201-imagenet16"}
 VARIANTS = ("dcl_enas", "no_pretrain", "mse_loss", "path_mlp_mse")
 
 
-def init_args(config: str, key: str) -> dict[str, Any]:
-    return dict(yaml.safe_load((CONFIGS / config).read_text())[key].get("init_args") or {})
+def fit_config(path: Path) -> dict[str, Any]:
+    return resolved_config(["fit", "--config", str(path)])
 
 
-def config_value(config: str, key: str) -> Any:
-    return yaml.safe_load((CONFIGS / config).read_text())[key]
+def search_config(name: str, method: str) -> dict[str, Any]:
+    """The resolved search config of configs/methods/<method>.yaml on a protocol of this script."""
+    return resolved_config(["search", *config_arguments(protocol(PROTOCOLS[name]).configs(method))])
+
+
+def init_args(config: dict[str, Any], key: str) -> dict[str, Any]:
+    return dict(config[key].get("init_args") or {})
 
 
 # --- stage 1, once -------------------------------------------------------------------------------
@@ -70,11 +71,12 @@ def pretrain(force: bool = False) -> tuple[Path, float]:
     path = RUNS / "pretrain.ckpt"
     if path.is_file() and not force:
         return path, json.loads((RUNS / "pretrain.json").read_text())["seconds"]
-    L.seed_everything(int(config_value("dcl_enas_pretrain.yaml", "seed_everything")), verbose=False)
+    config = fit_config(PRETRAIN)
+    L.seed_everything(int(config["seed_everything"]), verbose=False)
     start = time.perf_counter()
-    data = ClusteredPoolDataModule(**init_args("dcl_enas_pretrain.yaml", "data"))
-    model = ContrastivePretrainer(**init_args("dcl_enas_pretrain.yaml", "model"))
-    trainer = L.Trainer(max_epochs=config_value("dcl_enas_pretrain.yaml", "trainer")["max_epochs"], accelerator="cpu",
+    data = ClusteredPoolDataModule(**init_args(config, "data"))
+    model = ContrastivePretrainer(**init_args(config, "model"))
+    trainer = L.Trainer(max_epochs=config["trainer"]["max_epochs"], accelerator="cpu",
                         logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
     trainer.fit(model, data)
     seconds = time.perf_counter() - start
@@ -90,7 +92,7 @@ def make_predictor(variant: str, ckpt: Path, epochs: int):
     from lightning_nas.predictors.dcl import RankingFinetuner
     from lightning_nas.predictors.mlp import PathMLPRegressor
 
-    args = {**init_args("dcl_enas_finetune.yaml", "model"), "pretrained": str(ckpt), "max_epochs_hint": epochs}
+    args = {**init_args(fit_config(FINETUNE), "model"), "pretrained": str(ckpt), "max_epochs_hint": epochs}
     if variant == "dcl_enas":
         return RankingFinetuner(**args)
     if variant == "no_pretrain":
@@ -106,7 +108,7 @@ def predictor_tau(variant: str, labels: int, seed: int, ckpt: Path, epochs: int)
     from lightning_nas.data.datamodule import ArchitectureDataModule
     from lightning_nas.predictors.evaluate import fit_and_test
 
-    data_args = init_args("dcl_enas_finetune.yaml", "data")
+    data_args = init_args(fit_config(FINETUNE), "data")
     data = ArchitectureDataModule(**{**data_args, "benchmark": str(SHARED / "nb201_200ep.csv.gz"),
                                      "num_labelled": labels, "seed": seed})
     r = fit_and_test(lambda: make_predictor(variant, ckpt, epochs), data, epochs, seed)
@@ -114,7 +116,7 @@ def predictor_tau(variant: str, labels: int, seed: int, ckpt: Path, epochs: int)
 
 
 def run_predictor(args, ckpt: Path) -> dict[str, Any]:
-    base_epochs = int(config_value("dcl_enas_finetune.yaml", "trainer")["max_epochs"])
+    base_epochs = int(fit_config(FINETUNE)["trainer"]["max_epochs"])
     out: dict[str, Any] = {}
     for labels in args.labels:
         epochs = args.epochs_10pct if labels >= 1000 else base_epochs
@@ -136,7 +138,7 @@ def run_predictor(args, ckpt: Path) -> dict[str, Any]:
 OVERRIDES: dict[str, Any] = {}
 
 
-def make_strategy(method: str, protocol: dict[str, Any], ckpt: Path):
+def make_strategy(method: str, name: str, ckpt: Path | None):
     from lightning_nas.predictors.dcl import RankingFinetuner
     from lightning_nas.search.baselines import RandomSearch, RegularizedEvolution
     from lightning_nas.search.dcl_enas import DCLENAS
@@ -144,10 +146,10 @@ def make_strategy(method: str, protocol: dict[str, Any], ckpt: Path):
     if method == "random":
         return RandomSearch(), None, {}
     if method == "re":
-        return RegularizedEvolution(**init_args("re.yaml", "strategy")), None, {}
-    config = protocol["config"]
+        return RegularizedEvolution(**init_args(search_config(name, "re"), "strategy")), None, {}
+    config = search_config(name, "dcl_enas")
     model = RankingFinetuner(**{**init_args(config, "model"), "pretrained": str(ckpt), **_overrides("model.")})
-    extra = {"ask_batch": int(config_value(config, "ask_batch")), "finetune_epochs": int(config_value(config, "finetune_epochs"))}
+    extra = {"ask_batch": int(config["ask_batch"]), "finetune_epochs": int(config["finetune_epochs"])}
     extra.update({k: v for k, v in OVERRIDES.items() if "." not in k})
     return DCLENAS(**{**init_args(config, "strategy"), **_overrides("strategy.")}), model, extra
 
@@ -156,30 +158,30 @@ def _overrides(prefix: str) -> dict[str, Any]:
     return {k[len(prefix):]: v for k, v in OVERRIDES.items() if k.startswith(prefix)}
 
 
-def search_run(method: str, name: str, seed: int, budget: int, ckpt: Path) -> dict[str, Any]:
+def search_run(method: str, name: str, seed: int, budget: int, ckpt: Path | None) -> dict[str, Any]:
     from lightning_nas.data.datamodule import ArchitectureDataModule
     from lightning_nas.search.statistics import wall_time
     from lightning_nas.search.runner import run_search
 
-    protocol = PROTOCOLS[name]
+    chosen = protocol(PROTOCOLS[name])
     run_dir = RUNS / "search" / name / method / f"seed{seed}"
     shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run: wall time must cover the whole search
-    data = ArchitectureDataModule(protocol["benchmark"], protocol["target"], num_labelled=0)
+    data = ArchitectureDataModule(chosen.benchmark(SHARED), chosen.target, num_labelled=0)
     L.seed_everything(seed, verbose=False)
-    strategy, model, extra = make_strategy(method, protocol, ckpt)
-    results = run_search(data, strategy, model=model, budget=budget, report=[protocol["report"]],
+    strategy, model, extra = make_strategy(method, name, ckpt)
+    results = run_search(data, strategy, model=model, budget=budget, report=list(chosen.report),
                          run_dir=str(run_dir), ask_batch=extra.get("ask_batch", 1),
                          finetune_epochs=extra.get("finetune_epochs", 0), seed=seed, progress=False)
     return {**results, "wall_time_s": wall_time(run_dir)}  # kept in timing.json, apart from results.json
 
 
-def run_search_part(args, ckpt: Path) -> dict[str, Any]:
+def run_search_part(args, ckpt: Path | None) -> dict[str, Any]:
     from lightning_nas.search.statistics import best_after
 
     out: dict[str, Any] = {}
     budget = max(args.budgets)
     for name in args.protocols:
-        report = PROTOCOLS[name]["report"]
+        report = protocol(PROTOCOLS[name]).report[0]
         for method in args.methods:
             per_budget: dict[int, list[float]] = {b: [] for b in args.budgets}
             walls = []
@@ -254,7 +256,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="DCL-ENAS search settings over the configs: strategy.<arg>, model.<arg>, "
                              "finetune_epochs, ask_batch (values parsed as YAML)")
     parser.add_argument("--tag", default="dcl_enas", help="results file stem under benchmarks/results/")
+    add_script_arguments(parser)
     args = parser.parse_args(argv)
+    global RESULTS, RUNS, SHARED
+    RESULTS, RUNS = script_folders(args, "dcl_enas")
+    SHARED = shared_tables(args.shared)
     for item in args.override:
         key, sep, value = item.partition("=")
         if not sep:
@@ -264,10 +270,13 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)  # small graphs: extra intra-op threads only contend on a shared machine
     warnings.filterwarnings("ignore")
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
-    ckpt, pre_s = pretrain(force=args.repretrain)
+    # stage 1 only for what uses it: the predictor part and DCL-ENAS's searches
+    needed = "predictor" in args.parts or "dcl_enas" in args.methods
+    ckpt, pre_s = pretrain(force=args.repretrain) if needed else (None, None)
     results: dict[str, Any] = {"protocol": __doc__.split("Protocol (also written into the results):")[1].split("Results:")[0].strip(),
-                               "pretrain": {"seconds": pre_s, "checkpoint": str(ckpt.relative_to(ROOT))},
                                "argv": sys.argv[1:] if argv is None else argv, "overrides": dict(OVERRIDES)}
+    if ckpt:
+        results["pretrain"] = {"seconds": pre_s, "checkpoint": str(from_root(ckpt))}
     start = time.perf_counter()
     if "predictor" in args.parts:
         results["predictor"] = run_predictor(args, ckpt)

@@ -2,14 +2,14 @@
 difference against absolute encoding at 1% / 10% labels (paper Table 1), and search at 50 / 100 /
 150 queries beside random search and regularized evolution (same script, same loop, same oracle).
 
-    python benchmarks/bench_delta_nas.py                                   # every part
-    python benchmarks/bench_delta_nas.py --parts kstudy table1 --seeds 5
+    python -m benchmarks.bench_delta_nas                                   # every part
+    python -m benchmarks.bench_delta_nas --parts kstudy table1 --seeds-table1 5
 
 Zen-score values are read from the cache under checkpoints/proxy_cache/ (filled by the first run,
 about 0.4 s per NB201 cell and 1.4 s per TNB101 cell on one busy CPU thread); a rerun reuses them.
-Search settings are read from the configs (configs/nb201/delta_nas*.yaml, configs/tnb101_micro/
-delta_nas_<task>.yaml, configs/nb201/{rs,re}.yaml with the protocol's data); the predictor is
-fitted by `lightning-nas fit` on configs/<space>/delta_nas_fit.yaml (Zen labels only, no benchmark
+Search settings are read from the configs (configs/methods/{delta_nas,rs,re}.yaml with the space's
+file and the protocol, configs/protocols/); the predictor is
+fitted by `lightning-nas fit` on configs/fits/<family>/delta_nas.yaml (Zen labels only, no benchmark
 labels, so nothing is charged to the query budget). Runs are kept under benchmarks/runs/delta_nas/
 and reused; results go to benchmarks/results/delta_nas.{json,md}.
 """
@@ -18,36 +18,27 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import logging
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import yaml
 
+from benchmarks.report.common import (CONFIGS, DEFAULT_SHARED, ROOT, add_script_arguments, quiet, script_folders,
+                                      shared_tables)
+from benchmarks.report.protocols import Protocol, protocol
 from lightning_nas.predictors.evaluate import difference_tau, epochs_for, instantiate
 from lightning_nas.search.surrogate import Surrogate
+from lightning_nas.bench import config_arguments, resolved_config
 from lightning_nas.training import quiet_trainer
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "benchmarks"
-RUNS = ROOT / "benchmarks" / "runs" / "delta_nas"
-RESULTS = ROOT / "benchmarks" / "results"
+RUNS, RESULTS = ROOT / "benchmarks" / "runs" / "delta_nas", ROOT / "benchmarks" / "results"  # or under --out
+SHARED = DEFAULT_SHARED  # or --shared
 BUDGETS = (50, 100, 150)
 TNB_TASKS = ("class_scene", "class_object", "jigsaw", "segmentsemantic", "normal", "autoencoder", "room_layout")
-NB201_200, NB201_12 = str(SHARED / "nb201_200ep.csv.gz"), str(SHARED / "nb201_12ep.csv.gz")
-TNB = str(SHARED / "tnb101_micro.csv.gz")
 PAPER_TABLE1 = {"nb201": {"0.01": 0.759, "0.1": 0.832}, "tnb101_micro": {"0.01": 0.692, "0.1": 0.845}}
-
-
-def quiet() -> None:
-    warnings.filterwarnings("ignore")
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 # --- proxy cost -----------------------------------------------------------------------------------
@@ -101,9 +92,10 @@ def cross_validated_loss(dm, folds: int, steps: int, seed: int) -> dict[str, Any
 def part_kstudy(args) -> dict[str, Any]:
     from lightning_nas.data.difference import DifferenceDataModule
 
+    nb201, tnb = protocol("nb201-cifar10"), protocol("tnb101-class_scene")
     sources = {
-        "nb201": {"zen": {}, "cifar10_valid_valid_acc": {"benchmark": NB201_200, "target": "cifar10_valid_valid_acc"}},
-        "tnb101_micro": {"zen": {}, "class_scene_valid": {"benchmark": TNB, "target": "class_scene_valid"}},
+        "nb201": {"zen": {}, nb201.target: {"benchmark": nb201.benchmark(SHARED), "target": nb201.target}},
+        "tnb101_micro": {"zen": {}, tnb.target: {"benchmark": tnb.benchmark(SHARED), "target": tnb.target}},
     }
     out: dict[str, Any] = {}
     for space, by_label in sources.items():
@@ -134,8 +126,8 @@ def ranking_tau(benchmark, target: str, fraction: float, mode: str, seed: int, a
 
 
 def part_table1(args) -> dict[str, Any]:
-    setups = [("nb201", NB201_200, ["cifar10_valid_valid_acc"], args.seeds_table1),
-              ("tnb101_micro", TNB, [f"{t}_valid" for t in TNB_TASKS], 1)]
+    setups = [("nb201", str(SHARED / "nb201_200ep.csv.gz"), ["cifar10_valid_valid_acc"], args.seeds_table1),
+              ("tnb101_micro", str(SHARED / "tnb101_micro.csv.gz"), [f"{t}_valid" for t in TNB_TASKS], 1)]
     setups = [s for s in setups if s[0] in args.table1_spaces]
     out: dict[str, Any] = {}
     for space, benchmark, targets, seeds in setups:
@@ -154,47 +146,41 @@ def part_table1(args) -> dict[str, Any]:
 
 
 # --- search ---------------------------------------------------------------------------------------------
-def search_protocols(args) -> list[dict[str, Any]]:
-    nb201 = [
-        ("nb201_cifar10", "configs/nb201/delta_nas.yaml", NB201_200, "cifar10_valid_valid_acc", "cifar10_test_acc"),
-        ("nb201_cifar100", "configs/nb201/delta_nas_cifar100.yaml", [NB201_200, NB201_12], "cifar100_valid_acc@nb201_12ep", "cifar100_test_acc"),
-        ("nb201_imagenet16", "configs/nb201/delta_nas_imagenet16.yaml", [NB201_200, NB201_12], "imagenet16_valid_acc@nb201_12ep", "imagenet16_test_acc"),
-    ]
-    tnb = [(f"tnb101_{t}", f"configs/tnb101_micro/delta_nas_{t}.yaml", TNB, f"{t}_valid", f"{t}_valid") for t in args.tnb_tasks]
-    keys = ("name", "config", "benchmark", "target", "report")
-    return [dict(zip(keys, p)) for p in nb201 + tnb]
+def search_protocols(args) -> dict[str, Protocol]:
+    """The protocols of the search part under this script's names (its results keep them)."""
+    names = {"nb201_cifar10": "nb201-cifar10", "nb201_cifar100": "nb201-cifar100", "nb201_imagenet16": "nb201-imagenet16",
+             **{f"tnb101_{t}": f"tnb101-{t}" for t in args.tnb_tasks}}
+    return {name: protocol(p) for name, p in names.items()}
+
+
+def search_config(chosen: Protocol, method: str) -> dict[str, Any]:
+    """The resolved search config of configs/methods/<method>.yaml on `chosen`, tables read from SHARED."""
+    return resolved_config(["search", *config_arguments(chosen.configs(method)), *chosen.overrides(SHARED)])
 
 
 def build(spec: dict[str, Any] | None):
     return None if spec is None else instantiate(spec)
 
 
-def ensure_predictor(config: dict[str, Any], fitted: set[str]) -> None:
-    """Fit the predictor a search config names, once per bench run, with its fit config."""
+def ensure_predictor(chosen: Protocol, config: dict[str, Any], fitted: set[str]) -> None:
+    """Fit the predictor a search config names, once per bench run, with its family's fit config."""
     from lightning_nas.cli import main
 
     ckpt = config["ckpt_path"]
     if ckpt in fitted:
         return
-    space = config["model"]["init_args"]["space"]
-    fit = f"configs/{space}/delta_nas_fit.yaml"
+    fit = CONFIGS / "fits" / chosen.family / "delta_nas.yaml"
     start = time.perf_counter()
-    if main(["fit", "--config", fit, "--trainer.enable_progress_bar", "false"]) != 0:
+    if main(["fit", "--config", str(fit), "--trainer.enable_progress_bar", "false"]) != 0:
         raise RuntimeError(f"fit of {fit} failed")
     print(f"fitted {fit} -> {ckpt} ({time.perf_counter() - start:.0f} s)", flush=True)
     fitted.add(ckpt)
 
 
-def method_configs(protocol: dict[str, Any], fitted: set[str], with_finetune: bool) -> dict[str, dict[str, Any]]:
-    delta = yaml.safe_load((ROOT / protocol["config"]).read_text())
-    ensure_predictor(delta, fitted)
-    data = {"class_path": "lightning_nas.data.ArchitectureDataModule",
-            "init_args": {"benchmark": protocol["benchmark"], "target": protocol["target"], "num_labelled": 0}}
-    methods = {}
-    for name, path in (("RS", "configs/nb201/rs.yaml"), ("RE", "configs/nb201/re.yaml")):
-        config = yaml.safe_load((ROOT / path).read_text())
-        config.update(data=data, report=[protocol["report"]], ask_batch=1)
-        methods[name] = config
+def method_configs(chosen: Protocol, fitted: set[str], with_finetune: bool) -> dict[str, dict[str, Any]]:
+    delta = search_config(chosen, "delta_nas")
+    ensure_predictor(chosen, delta, fitted)
+    methods = {name: {**search_config(chosen, name.lower()), "ask_batch": 1} for name in ("RS", "RE")}
     methods["Delta-NAS"] = delta
     if with_finetune:
         tuned = copy.deepcopy(delta)
@@ -283,37 +269,37 @@ def part_search(args) -> dict[str, Any]:
 
     fitted: set[str] = set()
     out: dict[str, Any] = {}
-    for protocol in search_protocols(args):
-        bench = Benchmark.load(protocol["benchmark"])
-        key, _ = bench.best(protocol["target"])
+    for name, chosen in search_protocols(args).items():
+        bench = Benchmark.load(chosen.benchmark(SHARED))
+        key, _ = bench.best(chosen.target)
         space = bench.space
         optimum = str(getattr(space, "from_key", space.from_string)(key))
-        with_finetune = protocol["name"] == "nb201_cifar10"
-        for method, config in method_configs(protocol, fitted, with_finetune).items():
+        with_finetune = name == "nb201_cifar10"
+        for method, config in method_configs(chosen, fitted, with_finetune).items():
             start = time.perf_counter()
-            runs = [run_one(config, s, max(BUDGETS), RUNS / protocol["name"] / method.replace(" ", "_") / f"seed_{s}")
+            runs = [run_one(config, s, max(BUDGETS), RUNS / name / method.replace(" ", "_") / f"seed_{s}")
                     for s in range(args.search_seeds)]
-            record(out, protocol, method, runs, optimum, start)
-        if protocol["name"].startswith("nb201"):
+            record(out, name, chosen.report[0], method, runs, optimum, start)
+        if chosen.family == "nb201":
             start, method = time.perf_counter(), "ablation: random-order local search"
-            delta = yaml.safe_load((ROOT / protocol["config"]).read_text())
-            runs = [run_random_gain_ablation(delta, s, max(BUDGETS), RUNS / protocol["name"] / "random_gains" / f"seed_{s}")
+            delta = search_config(chosen, "delta_nas")
+            runs = [run_random_gain_ablation(delta, s, max(BUDGETS), RUNS / name / "random_gains" / f"seed_{s}")
                     for s in range(args.search_seeds)]
-            record(out, protocol, method, runs, optimum, start)
+            record(out, name, chosen.report[0], method, runs, optimum, start)
     return out
 
 
-def record(out: dict, protocol: dict, method: str, runs: list, optimum: str, start: float) -> None:
-    summary = summarize(runs, protocol["report"], optimum)
-    out.setdefault(protocol["name"], {"report": protocol["report"]})[method] = summary
+def record(out: dict, name: str, report: str, method: str, runs: list, optimum: str, start: float) -> None:
+    summary = summarize(runs, report, optimum)
+    out.setdefault(name, {"report": report})[method] = summary
     figures = "  ".join(f"{b}: {summary[str(b)]['mean']:.3f} ± {summary[str(b)]['std']:.3f}" for b in BUDGETS)
-    print(f"search {protocol['name']} {method}: {figures} ({time.perf_counter() - start:.0f} s)", flush=True)
+    print(f"search {name} {method}: {figures} ({time.perf_counter() - start:.0f} s)", flush=True)
 
 
 # --- output ------------------------------------------------------------------------------------------
 def write_markdown(data: dict[str, Any]) -> str:
     lines = ["# Delta-NAS measurements", "",
-             f"Generated by benchmarks/bench_delta_nas.py; torch {torch.__version__}. Each part was measured by its own "
+             f"Generated by `python -m benchmarks.bench_delta_nas`; torch {torch.__version__}. Each part was measured by its own "
              "command (search runs under benchmarks/runs/delta_nas/ are reused by reruns):", ""]
     for key, p in data.get("provenance", {}).items():
         lines.append(f"- {key}: `{p['command']}` — {p['wall_time_s']:.0f} s wall; {p['machine']}")
@@ -387,16 +373,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--table1-spaces", nargs="+", default=["nb201", "tnb101_micro"])
     parser.add_argument("--search-seeds", type=int, default=20)
     parser.add_argument("--tnb-tasks", nargs="*", default=["class_scene", "class_object"])
+    add_script_arguments(parser)
     args = parser.parse_args(argv)
+    global RESULTS, RUNS, SHARED
+    RESULTS, RUNS = script_folders(args, "delta_nas")
+    SHARED = shared_tables(args.shared)
     quiet()
     torch.set_num_threads(1)
     import os
 
     os.chdir(ROOT)  # configs name ../shared and checkpoints/ relative to the project root
     path = RESULTS / "delta_nas.json"
-    command = "python benchmarks/bench_delta_nas.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python -m benchmarks.bench_delta_nas " + " ".join(argv if argv is not None else sys.argv[1:])
     machine = f"{os.cpu_count()} CPU cores shared with other jobs (load {os.getloadavg()[0]:.1f} at start), 1 torch thread"
-    settings = {k: v for k, v in vars(args).items() if k != "parts"}
+    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "parts"}
     parts = {"proxy_cost": part_proxy_cost, "kstudy": part_kstudy, "table1": part_table1, "search": part_search}
     for name in args.parts:
         key = name if name != "table1" or args.encoding == "adjacency" else f"table1_{args.encoding}"

@@ -1,13 +1,13 @@
 """EDNAG measurements: generation wall time, search at 50/100/150 queries beside random search and
 regularized evolution (same script, same loop, same oracle), and the paper's ablation.
 
-    python benchmarks/bench_ednag.py                       # everything (about 30 min on 2 busy cores)
-    python benchmarks/bench_ednag.py --parts timing ablation --ednag-seeds 3
+    python -m benchmarks.bench_ednag                       # everything (about 30 min on 2 busy cores)
+    python -m benchmarks.bench_ednag --parts timing ablation --ednag-seeds 3
 
 Protocol (written into the results): the GIN predictor of each protocol is fitted once (seed 0) on
-`--labels` labelled architectures of the table, with the hyper-parameters of configs/nb201/gin_fit.yaml;
+`--labels` labelled architectures of the table, with the hyper-parameters of configs/fits/nb201/gin.yaml;
 those labels are NOT counted in the query budget (they are reported beside it). EDNAG's settings
-are read from its configs (configs/nb201/ednag*.yaml, configs/tnb101_micro/ednag_<task>.yaml).
+are read from its configs (configs/methods/ednag.yaml with the space's file and the protocol).
 Figures at 50 / 100 / 150 queries are read off each run's trajectory (best by search objective,
 its report metric). Results: benchmarks/results/ednag.{json,md}; runs: benchmarks/runs/ednag/.
 """
@@ -15,56 +15,47 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import shutil
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "benchmarks"
-RUNS = ROOT / "benchmarks" / "runs" / "ednag"
-RESULTS = ROOT / "benchmarks" / "results"
+from benchmarks.report.common import (CONFIGS, DEFAULT_SHARED, ROOT, add_script_arguments, quiet, script_folders,
+                                      shared_tables)
+from benchmarks.report.protocols import protocol
+from lightning_nas.bench import config_arguments, resolved_config
+
+RUNS, RESULTS = ROOT / "benchmarks" / "runs" / "ednag", ROOT / "benchmarks" / "results"  # or under --out
+SHARED = DEFAULT_SHARED  # or --shared
 BUDGETS = (50, 100, 150)
 TNB_TASKS = ("class_scene", "class_object", "room_layout", "jigsaw", "segmentsemantic", "normal", "autoencoder")
 
 
 def protocols() -> dict[str, dict[str, Any]]:
-    nb201 = [str(SHARED / "nb201_200ep.csv.gz"), str(SHARED / "nb201_12ep.csv.gz")]
-    out = {
-        "nb201_cifar10": dict(config="configs/nb201/ednag.yaml", benchmark=str(SHARED / "nb201_200ep.csv.gz"),
-                              target="cifar10_valid_valid_acc", report="cifar10_test_acc", in_channels=7),
-        "nb201_cifar100": dict(config="configs/nb201/ednag_cifar100.yaml", benchmark=nb201,
-                               target="cifar100_valid_acc@nb201_12ep", report="cifar100_test_acc", in_channels=7),
-        "nb201_imagenet16": dict(config="configs/nb201/ednag_imagenet16.yaml", benchmark=nb201,
-                                 target="imagenet16_valid_acc@nb201_12ep", report="imagenet16_test_acc", in_channels=7),
-    }
-    for task in TNB_TASKS:
-        out[f"tnb101_{task}"] = dict(config=f"configs/tnb101_micro/ednag_{task}.yaml", benchmark=str(SHARED / "tnb101_micro.csv.gz"),
-                                     target=f"{task}_valid", report=f"{task}_valid", in_channels=6)
+    """The protocols of this script under its names (its results keep them), with EDNAG's resolved config."""
+    names = {"nb201_cifar10": "nb201-cifar10", "nb201_cifar100": "nb201-cifar100",
+             "nb201_imagenet16": "nb201-imagenet16", **{f"tnb101_{t}": f"tnb101-{t}" for t in TNB_TASKS}}
+    out = {}
+    for name, protocol_name in names.items():
+        chosen = protocol(protocol_name)
+        config = resolved_config(["search", *config_arguments(chosen.configs("ednag"))])
+        out[name] = dict(config=config, benchmark=chosen.benchmark(SHARED), target=chosen.target,
+                         report=chosen.report[0], in_channels=config["model"]["init_args"]["in_channels"])
     return out
-
-
-def quiet() -> None:
-    warnings.filterwarnings("ignore")
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 # --- predictors ----------------------------------------------------------------------------------
 def gin_hparams(in_channels: int) -> dict[str, Any]:
-    config = yaml.safe_load((ROOT / "configs/nb201/gin_fit.yaml").read_text())
+    config = resolved_config(["fit", "--config", str(CONFIGS / "fits" / "nb201" / "gin.yaml")])
     return {**config["model"]["init_args"], "in_channels": in_channels}, config["trainer"]["max_epochs"]
 
 
 def fit_predictor(name: str, p: dict[str, Any], labels: int) -> dict[str, Any]:
-    """GIN of configs/nb201/gin_fit.yaml on `labels` labelled architectures (seed 0); Kendall tau on
+    """GIN of configs/fits/nb201/gin.yaml on `labels` labelled architectures (seed 0); Kendall tau on
     1,000 held-out ones. Cached as benchmarks/runs/ednag/gin_<name>_<labels>.ckpt."""
     import lightning as L
 
@@ -94,9 +85,8 @@ def fit_predictor(name: str, p: dict[str, Any], labels: int) -> dict[str, Any]:
 
 
 # --- one search run ---------------------------------------------------------------------------------
-def strategy_args(config: str) -> dict[str, Any]:
-    c = yaml.safe_load((ROOT / config).read_text())
-    return c["strategy"]["init_args"], c.get("ask_batch", 25), c.get("finetune_epochs", 20)
+def strategy_args(config: dict[str, Any]) -> tuple[dict[str, Any], int, int]:
+    return config["strategy"]["init_args"], config["ask_batch"], config["finetune_epochs"]
 
 
 def search(p: dict[str, Any], method: str, seed: int, budget: int, run_dir: Path, ckpt: str | None = None,
@@ -118,7 +108,7 @@ def search(p: dict[str, Any], method: str, seed: int, budget: int, run_dir: Path
     if method == "rs":
         strategy = RandomSearch()
     elif method == "re":
-        strategy = RegularizedEvolution(population_size=10, sample_size=3)  # configs/nb201/re.yaml
+        strategy = RegularizedEvolution(population_size=10, sample_size=3)  # configs/methods/re.yaml
     else:
         args, ask_batch, finetune_epochs = strategy_args(p["config"])
         strategy = EDNAG(**{**args, **(overrides or {})})
@@ -177,7 +167,7 @@ def run_protocol(name: str, p: dict[str, Any], args: argparse.Namespace) -> dict
 
 # --- generation wall time -------------------------------------------------------------------------
 def timing(args: argparse.Namespace) -> dict[str, Any]:
-    from lightning_nas.performance import ednag_generation
+    from benchmarks.report.performance import ednag_generation
     from lightning_nas.predictors.gin import GINRegressor
     from lightning_nas.spaces import get_space
 
@@ -186,12 +176,13 @@ def timing(args: argparse.Namespace) -> dict[str, Any]:
     hparams, _ = gin_hparams(7)
     model = GINRegressor(**hparams)
     model.load_state_dict(torch.load(predictor["ckpt"], weights_only=True)["state_dict"])
-    out: dict[str, Any] = {"steps": 100, "population_size": 30, "predictor": "GINRegressor (gin_fit.yaml settings)"}
+    out: dict[str, Any] = {"steps": args.timing_steps, "population_size": 30, "predictor": "GINRegressor (fits/nb201/gin.yaml settings)"}
     threads_before = torch.get_num_threads()
     settings = {"threads_1": (1, 1), "threads_2_capped": (2, 1), "threads_2_uncapped": (2, None)}
     for label, (threads, score_threads) in settings.items():
         torch.set_num_threads(threads)
-        t = ednag_generation(model, get_space("nb201"), repeats=args.timing_repeats, score_threads=score_threads)
+        t = ednag_generation(model, get_space("nb201"), steps=args.timing_steps, repeats=args.timing_repeats,
+                             score_threads=score_threads)
         out[label] = {"torch_threads": threads, **t}
         print(f"[timing] {label}: generation {t['generation_s']:.2f} s (median), "
               f"scoring as many archs in one call {t['scoring_s']:.2f} s", flush=True)
@@ -257,12 +248,12 @@ def markdown(results: dict[str, Any]) -> str:
     commands = results.get("commands", [results.get("command", "")])
     lines = ["# EDNAG measurements", "", "Commands (parts accumulate in one results file):", "",
              *[f"    {c}" for c in commands], "", f"Machine: {results['machine']}", "",
-             "Protocol: one GIN per protocol (seed 0, configs/nb201/gin_fit.yaml settings) on the stated number of",
+             "Protocol: one GIN per protocol (seed 0, configs/fits/nb201/gin.yaml settings) on the stated number of",
              "labels, which are not counted in the query budget; EDNAG seeds vary the search only (same predictor).",
              "TNB101 gap = (table best - found) / |table best|.", ""]
     if "timing" in results:
         t = results["timing"]
-        lines += ["## Generation wall time (NB201, T=100, N=30, GIN fitness, CPU)", "",
+        lines += [f"## Generation wall time (NB201, T={t['steps']}, N=30, GIN fitness, CPU)", "",
                   "Median of the repeats; baseline: the same GIN scoring as many random architectures in one call.", "",
                   "| torch threads | score_threads | generation s | baseline s | architectures scored |", "|---|---|---|---|---|"]
         for k in ("threads_1", "threads_2_capped", "threads_2_uncapped"):
@@ -306,16 +297,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ednag-seeds", type=int, default=3)
     parser.add_argument("--baseline-seeds", type=int, default=20)
     parser.add_argument("--timing-repeats", type=int, default=3)
+    parser.add_argument("--timing-steps", type=int, default=100, help="denoising steps T of a timed generation (paper: 100)")
     parser.add_argument("--ablation-generator-seeds", type=int, default=10)
     parser.add_argument("--ablation-search-seeds", type=int, default=3)
+    add_script_arguments(parser)
     args = parser.parse_args(argv)
+    global RESULTS, RUNS, SHARED
+    RESULTS, RUNS = script_folders(args, "ednag")
+    SHARED = shared_tables(args.shared)
     quiet()
     torch.set_num_threads(1)
     import os
 
     results_path = RESULTS / "ednag.json"
     results: dict[str, Any] = json.loads(results_path.read_text()) if results_path.is_file() else {}
-    command = "python benchmarks/bench_ednag.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python -m benchmarks.bench_ednag " + " ".join(argv if argv is not None else sys.argv[1:])
     results.pop("command", None)
     results.setdefault("commands", [])
     if command not in results["commands"]:

@@ -15,9 +15,9 @@
 4. With `--quickstart` (and nothing else): the wall time of `lightning-nas search --config
    configs/quickstart.yaml` in a fresh process and a fresh run directory, added to the results.
 
-Run: python benchmarks/bench_proxies.py [--archs 1000] [--time-budget 1200] [--batch-size 16]
-     python benchmarks/bench_proxies.py --quickstart
-Writes benchmarks/results/proxies.json and proxies.md.
+Run: python -m benchmarks.bench_proxies [--archs 1000] [--time-budget 1200] [--batch-size 16]
+     python -m benchmarks.bench_proxies --quickstart
+Writes benchmarks/results/proxies.json and proxies.md (the scores: benchmarks/runs/proxies/scores.jsonl).
 """
 from __future__ import annotations
 
@@ -35,14 +35,12 @@ import numpy as np
 import torch
 from scipy import stats
 
+from benchmarks.report.common import ROOT, add_script_arguments, script_folders, shared_tables
 from lightning_nas.benchmarks.archive import Benchmark
 from lightning_nas.data.images import DigitsDataModule
 from lightning_nas.proxies.live import LiveTrainingOracle
 from lightning_nas.proxies.zero_cost import PROXIES, ProxyBatch, score_architecture, score_proxies
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "benchmarks"
-RESULTS = ROOT / "benchmarks" / "results"
 TARGET = "cifar10_valid_valid_acc"
 # What the issue quotes from NAS-Bench-Suite-Zero (Krishnakumar et al., 2022) for NB201 CIFAR-10.
 SUITE_ZERO = "about 0.6-0.8 for the best proxies (synflow, nwot, jacov)"
@@ -124,28 +122,30 @@ def time_quickstart() -> dict:
             "command": "lightning-nas search --config configs/quickstart.yaml"}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--archs", type=int, default=1000)
     parser.add_argument("--time-budget", type=float, default=1200.0, help="seconds for the correlation run")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--cost-archs", type=int, default=5)
-    parser.add_argument("--live-archs", type=int, default=5)
+    parser.add_argument("--live-archs", type=int, default=5, help="architectures trained per live setting (0: none)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--resume", action="store_true", help="continue the scores in benchmarks/runs/proxies_scores.jsonl")
+    parser.add_argument("--resume", action="store_true", help="continue the scores in benchmarks/runs/proxies/scores.jsonl")
     parser.add_argument("--quickstart", action="store_true", help="only time the quick start and add it to the results")
-    args = parser.parse_args()
+    add_script_arguments(parser)
+    args = parser.parse_args(argv)
+    results_folder, runs = script_folders(args, "proxies")
     torch.set_num_threads(args.threads)
     if args.quickstart:
-        results = json.loads((RESULTS / "proxies.json").read_text())
+        results = json.loads((results_folder / "proxies.json").read_text())
         results["quickstart_cli"] = time_quickstart()
-        (RESULTS / "proxies.json").write_text(json.dumps(results, indent=1))
-        (RESULTS / "proxies.md").write_text(markdown(results))
+        (results_folder / "proxies.json").write_text(json.dumps(results, indent=1))
+        (results_folder / "proxies.md").write_text(markdown(results))
         print(markdown(results))
         return
 
-    bench = Benchmark.load(SHARED / "nb201_200ep.csv.gz")
+    bench = Benchmark.load(shared_tables(args.shared) / "nb201_200ep.csv.gz")
     all_archs = bench.archs()
     order = np.random.default_rng(args.seed).permutation(len(all_archs))[: args.archs]
     archs = [all_archs[i] for i in order]
@@ -155,7 +155,7 @@ def main() -> None:
     cost = measure_cost(archs[: args.cost_archs], batch, args.seed)
     print("   " + ", ".join(f"{p} {s:.2f}s" for p, s in cost.items()), flush=True)
 
-    log = ROOT / "benchmarks" / "runs" / "proxies_scores.jsonl"
+    log = runs / "scores.jsonl"
     log.parent.mkdir(parents=True, exist_ok=True)
     if not args.resume:
         log.unlink(missing_ok=True)
@@ -165,8 +165,10 @@ def main() -> None:
     corr = correlations(rows, bench)
 
     print("3. live-training throughput on digits", flush=True)
-    quick = live_throughput(archs, 6, {"channels": 16, "cells_per_stage": 1}, args.live_archs)
-    full = live_throughput(archs, 6, {}, max(2, args.live_archs // 2))
+    live = {}
+    if args.live_archs:
+        live["quickstart"] = live_throughput(archs, 6, {"channels": 16, "cells_per_stage": 1}, args.live_archs)
+        live["full_nb201"] = live_throughput(archs, 6, {}, max(2, args.live_archs // 2))
 
     results = {
         "command": "python " + " ".join(sys.argv),
@@ -176,11 +178,11 @@ def main() -> None:
         "cost_s_per_arch": cost,
         "correlation": {"target": TARGET, "archs": len(rows), "seconds": scoring_s, "by_proxy": corr},
         "suite_zero_reference": SUITE_ZERO,
-        "live_training": {"quickstart": quick, "full_nb201": full},
+        "live_training": live,
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "proxies.json").write_text(json.dumps(results, indent=1))
-    (RESULTS / "proxies.md").write_text(markdown(results))
+    results_folder.mkdir(parents=True, exist_ok=True)
+    (results_folder / "proxies.json").write_text(json.dumps(results, indent=1))
+    (results_folder / "proxies.md").write_text(markdown(results))
     print(markdown(results))
 
 

@@ -1,12 +1,15 @@
 """`lightning-nas bench`: one search config over many seeds in parallel processes, then a summary.
 
-Each seed runs once at the largest budget; the figures for smaller budgets are read off its
-trajectory (best-by-objective after the first b queries). Finished seeds (a `results.json` at
-least as long as needed) are reused, so an interrupted bench resumes where it stopped.
+The config may be composed of several files (`--config` repeated, as for `search`). Each seed runs once
+at the largest budget; the figures for smaller budgets are read off its trajectory (best-by-objective
+after the first b queries). A finished seed (a `results.json` at least as long as needed) is reused
+while its recipe, the resolved search config, is unchanged: an interrupted bench resumes where it
+stopped, and config files restructured without changing what they resolve to keep their runs.
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import multiprocessing as mp
 import os
@@ -14,7 +17,7 @@ import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -24,8 +27,10 @@ from lightning_nas.lightning_cli import run_search
 from lightning_nas.search.statistics import best_after, mean_std, wall_time
 
 
-#: beside each seed's results: what the run was asked to search (config text and arguments)
+#: beside each seed's results: what the run searched (its resolved config, see `recipe`)
 RECIPE_FILE = "bench_recipe.json"
+#: keys of a resolved search config that say where and how far a run goes, not what it searches
+RUN_KEYS = ("run_dir", "budget", "progress")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -33,23 +38,23 @@ class _Parser(argparse.ArgumentParser):
         raise ConfigError(f"{message}; see `lightning-nas bench --help`")
 
 
-def run_one(config: str, seed: int, budget: int, run_dir: str, extra: list[str]) -> str:
+def run_one(configs: Sequence[str], seed: int, budget: int, run_dir: str, extra: list[str]) -> str:
     """Run one seed in this process (a worker of the pool) and return its run directory."""
     per_seed = seed_arguments(extra, seed)
-    recipe = _recipe(config, per_seed)
+    made = recipe(configs, seed, per_seed)
     run = Path(run_dir)
-    if run.is_dir() and not _same_recipe(run, recipe):
+    if run.is_dir() and not _same_recipe(run, made):
         shutil.rmtree(run)  # searched with another config or arguments
     if _searched_to(run, budget):
         return run_dir
-    atomic_write(run / RECIPE_FILE, recipe)
+    atomic_write(run / RECIPE_FILE, made)
     import sys
 
     import torch
 
     torch.set_num_threads(1)
     sys.argv = sys.argv[:1]  # the worker inherits the parent's argv; LightningCLI must not read it
-    run_search(["--config", config, "--seed_everything", str(seed), "--budget", str(budget),
+    run_search([*config_arguments(configs), "--seed_everything", str(seed), "--budget", str(budget),
                 "--run_dir", run_dir, "--progress", "false", *per_seed])
     return run_dir
 
@@ -58,14 +63,86 @@ def seed_arguments(extra: list[str], seed: int) -> list[str]:
     return [arg.replace("{seed}", str(seed)) for arg in extra]  # e.g. --ckpt_path fits/seed_{seed}/x.ckpt
 
 
-def _recipe(config: str, per_seed: list[str]) -> str:
-    return json.dumps({"config": Path(config).read_text(), "arguments": per_seed}, indent=1)
+def config_arguments(configs: Sequence[str | Path]) -> list[str]:
+    """`--config` before each file: jsonargparse merges them in order, later files overriding earlier."""
+    return [arg for config in configs for arg in ("--config", str(config))]
 
 
-def finished(config: str, seed: int, budget: int, run_dir: str | Path, extra: list[str]) -> bool:
+def recipe(configs: Sequence[str | Path], seed: int, arguments: list[str]) -> str:
+    """What a seed's run searches: the search config resolved from `configs` and `arguments` (every
+    default filled in), `portable`, without `RUN_KEYS`."""
+    config = portable(resolved_config(["search", *config_arguments(configs), "--seed_everything", str(seed),
+                                       *arguments]))
+    for key in RUN_KEYS:
+        config.pop(key, None)
+    return json.dumps(config, indent=1, sort_keys=True)
+
+
+def portable(config: dict[str, Any]) -> dict[str, Any]:
+    """A resolved config without what depends on where files are: the config files it was read from
+    are dropped and tables are named by their file name, so a run is the same run wherever the
+    repository and the tables are kept."""
+    config = {key: value for key, value in config.items() if key != "config"}
+    data = (config.get("data") or {}).get("init_args") or {}
+    if data.get("benchmark"):
+        tables = data["benchmark"] if isinstance(data["benchmark"], list) else [data["benchmark"]]
+        data["benchmark"] = [Path(table).name for table in tables]
+    return config
+
+
+def resolved_config(args: list[str]) -> dict[str, Any]:
+    """The config of a subcommand as `lightning-nas` parses `args` (the subcommand first; config files
+    merged, overrides applied, defaults filled in), as plain data; nothing is instantiated, loaded or run."""
+    subcommand, rest = args[0], list(args[1:])
+    if subcommand == "search":
+        return _plain(_parser("search").parse_args(rest).as_dict())
+    parsed = _parser("lightning").parse_args([subcommand, *rest])
+    return _plain(parsed[subcommand].as_dict())
+
+
+class _Parser(Exception):
+    """Carries the CLI's parser out of its constructor, which would go on to instantiate and run."""
+
+
+@functools.cache
+def _parser(kind: str):
+    """The parser of `lightning-nas search` (kind "search") or of the Lightning subcommands."""
+    from lightning_nas.lightning_cli import NASCLI, NASTrainer, SearchCLI, import_search_plugins
+
+    base = SearchCLI if kind == "search" else NASCLI
+
+    class ParserOnly(base):
+        def parse_arguments(self, parser, args) -> None:
+            raise _Parser(parser)
+
+    if kind == "search":
+        import_search_plugins()
+        kwargs = dict(trainer_class=NASTrainer, run=False, auto_configure_optimizers=False,
+                      load_from_checkpoint_support=False)
+    else:
+        kwargs = dict(subclass_mode_model=True)
+    try:
+        ParserOnly(datamodule_class=None, args=[], parser_kwargs={"exit_on_error": False}, **kwargs)
+    except _Parser as built:
+        return built.args[0]
+    raise AssertionError("LightningCLI no longer calls parse_arguments")
+
+
+def _plain(obj: Any) -> Any:
+    """Parsed values as JSON data; `__path__` (where jsonargparse read a nested file) is not part of it."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items() if k != "__path__"}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
+    return str(obj)
+
+
+def finished(configs: Sequence[str], seed: int, budget: int, run_dir: str | Path, extra: list[str]) -> bool:
     """Whether `run_dir` holds this seed's search with this recipe, to at least `budget` queries."""
     run = Path(run_dir)
-    return _searched_to(run, budget) and _same_recipe(run, _recipe(config, seed_arguments(extra, seed)))
+    return _searched_to(run, budget) and _same_recipe(run, recipe(configs, seed, seed_arguments(extra, seed)))
 
 
 def _searched_to(run: Path, budget: int) -> bool:
@@ -81,10 +158,11 @@ def _same_recipe(run: Path, recipe: str) -> bool:
     return written.read_text() == recipe
 
 
-def summarize(run_dirs: list[str], budgets: list[int], config: str) -> dict[str, Any]:
+def summarize(run_dirs: list[str], budgets: list[int], configs: Sequence[str], optimum: str | None) -> dict[str, Any]:
+    """Per budget, mean and std over seeds of the objective and of each reported metric of the best
+    architecture, and the fraction of seeds whose best is `optimum` (the table's best, when known)."""
     runs = [json.loads((Path(d) / "results.json").read_text()) for d in run_dirs]
-    optimum = table_optimum(runs[0]["config"]) if runs else None
-    summary: dict[str, Any] = {"config": config, "seeds": len(runs), "budgets": {}}
+    summary: dict[str, Any] = {"config": [str(c) for c in configs], "seeds": len(runs), "budgets": {}}
     for b in budgets:
         bests = [best_after(r, b) for r in runs]
         bests = [x for x in bests if x is not None]
@@ -102,9 +180,9 @@ def summarize(run_dirs: list[str], budgets: list[int], config: str) -> dict[str,
     return summary
 
 
-def table_optimum(run_config: dict[str, Any]) -> str | None:
-    """The best-by-objective architecture of the whole table, when the run searched a table."""
-    data = (run_config.get("data") or {}).get("init_args") or {}
+def table_optimum(config: dict[str, Any]) -> str | None:
+    """The best-by-objective architecture of the whole table, when a resolved search config searches one."""
+    data = (config.get("data") or {}).get("init_args") or {}
     if not data.get("benchmark"):
         return None
     from lightning_nas.benchmarks.archive import Benchmark
@@ -119,7 +197,9 @@ def table_optimum(run_config: dict[str, Any]) -> str | None:
 def bench_main(argv: list[str]) -> int:
     parser = _Parser(prog="lightning-nas bench", description=__doc__.split("\n\n")[0].replace("\n", " "),
                      epilog="Finished seeds are reused: rerun the same command to resume an interrupted bench.")
-    parser.add_argument("--config", required=True, help="the search config (e.g. configs/nb201/re.yaml)")
+    parser.add_argument("--config", action="append", required=True,
+                        help="a search config; repeat to compose several, e.g. a method and a protocol "
+                             "(--config configs/methods/re.yaml --config configs/protocols/nb201-cifar10.yaml)")
     parser.add_argument("--seeds", type=int, default=20, help="how many seeds to run (default: 20)")
     parser.add_argument("--first-seed", type=int, default=0,
                         help="the first seed; the seeds are first-seed .. first-seed + seeds - 1 (default: 0)")
@@ -128,29 +208,31 @@ def bench_main(argv: list[str]) -> int:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                         help="seeds searched in parallel, one process each (default: the number of CPUs)")
     parser.add_argument("--out", default=None,
-                        help="the folder of the seeds' runs and summary.json (default: checkpoints/bench/<config path>)")
+                        help="the folder of the seeds' runs and summary.json (default: checkpoints/bench/<config names>)")
     parser.add_argument("extra", nargs="*", metavar="-- SEARCH_ARGS",
                         help="further search arguments after --, e.g. -- --ckpt_path fits/seed_{seed}/x.ckpt; "
                              "{seed} is replaced by each seed")
     args = parser.parse_args(argv)
-    if not Path(args.config).is_file():
-        raise MissingFileError(f"config file {args.config} does not exist")
+    missing = [config for config in args.config if not Path(config).is_file()]
+    if missing:
+        raise MissingFileError(f"config file {missing[0]} does not exist")
     for name, value in (("--seeds", args.seeds), ("--budgets", min(args.budgets)), ("--workers", args.workers)):
         if value < 1:
             raise ConfigError(f"{name} must be positive, got {value}")
-    out = Path(args.out or Path("checkpoints/bench") / Path(args.config).with_suffix("").as_posix().replace("/", "_"))
+    out = Path(args.out or Path("checkpoints/bench") / "+".join(Path(c).stem for c in args.config))
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     run_dirs = [str(out / f"seed_{s}") for s in seeds]
     start = time.perf_counter()
     from rich.progress import Progress
 
     with Progress() as progress, ProcessPoolExecutor(args.workers, mp_context=mp.get_context("spawn")) as pool:
-        task = progress.add_task(f"bench {Path(args.config).name}", total=len(run_dirs))
+        task = progress.add_task(f"bench {'+'.join(Path(c).name for c in args.config)}", total=len(run_dirs))
         futures = [pool.submit(run_one, args.config, s, max(args.budgets), d, args.extra) for s, d in zip(seeds, run_dirs)]
         for future in as_completed(futures):
             future.result()
             progress.advance(task)
-    summary = summarize(run_dirs, sorted(args.budgets), args.config)
+    resolved = resolved_config(["search", *config_arguments(args.config), *seed_arguments(args.extra, args.first_seed)])
+    summary = summarize(run_dirs, sorted(args.budgets), args.config, table_optimum(resolved))
     summary["bench_wall_time_s"] = round(time.perf_counter() - start, 2)
     atomic_write(out / "summary.json", json.dumps(summary, indent=1))
     for b, entry in summary["budgets"].items():

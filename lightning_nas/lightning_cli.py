@@ -250,7 +250,7 @@ def _plain(obj: Any) -> Any:
     return str(obj)
 
 
-def _import_search_plugins() -> None:
+def import_search_plugins() -> None:
     for package in SEARCH_PLUGINS:
         for module in pkgutil.walk_packages(importlib.import_module(package).__path__, f"{package}."):
             importlib.import_module(module.name)
@@ -266,7 +266,7 @@ def _args_from_the_command_line() -> Iterator[None]:
 
 def run_search(args: list[str]) -> dict[str, Any]:
     """`lightning-nas search ARGS`: parse, build the parts, search; returns the results."""
-    _import_search_plugins()
+    import_search_plugins()
     description = inspect.getdoc(NASTrainer.search).split("\n\nArgs:")[0]
     parser_kwargs = {"exit_on_error": False, "prog": "lightning-nas search", "description": description}
     with _args_from_the_command_line():

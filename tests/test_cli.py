@@ -4,12 +4,14 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 
 from lightning_nas.cli import main
 from lightning_nas.bench import finished
 
 ROOT = Path(__file__).resolve().parents[1]
-RE_CONFIG = str(ROOT / "configs" / "nb201" / "re.yaml")
+RE_CONFIGS = [str(ROOT / "configs" / "methods" / "re.yaml"), str(ROOT / "configs" / "protocols" / "nb201-cifar10.yaml")]
+RE = [arg for config in RE_CONFIGS for arg in ("--config", config)]
 
 
 @pytest.fixture(autouse=True)
@@ -18,7 +20,7 @@ def at_root(monkeypatch):
 
 
 def search(tmp_path, *extra):
-    return main(["search", "--config", RE_CONFIG, "--run_dir", str(tmp_path / "run"), "--progress", "false", *extra])
+    return main(["search", *RE, "--run_dir", str(tmp_path / "run"), "--progress", "false", *extra])
 
 
 def test_search_writes_results_and_resumes(tmp_path):
@@ -87,34 +89,48 @@ def test_malformed_architecture_in_table(tmp_path, capsys, shared):
     assert not (tmp_path / "out.npz").exists()
 
 
+@pytest.mark.slow
 def test_bench_summarises_seeds(tmp_path):
     out = tmp_path / "bench"
-    assert main(["bench", "--config", RE_CONFIG, "--seeds", "2", "--budgets", "5", "10", "--workers", "1", "--out", str(out)]) == 0
+    bench = ["bench", *RE, "--seeds", "2", "--budgets", "5", "10", "--workers", "1", "--out", str(out)]
+    assert main(bench) == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["seeds"] == 2 and set(summary["budgets"]) == {"5", "10"}
+    assert summary["seeds"] == 2 and set(summary["budgets"]) == {"5", "10"} and summary["config"] == RE_CONFIGS
     ten = summary["budgets"]["10"]
     assert ten["count"] == 2 and 0 <= ten["found_optimum_fraction"] <= 1
     runs = [json.loads((out / f"seed_{s}" / "results.json").read_text()) for s in (0, 1)]
     expected = sum(r["queries"][9]["best"]["report"]["cifar10_test_acc"] for r in runs) / 2
     assert ten["cifar10_test_acc"]["mean"] == pytest.approx(expected)
     shutil.rmtree(out / "seed_1")  # an interrupted bench reruns only what is missing
-    assert main(["bench", "--config", RE_CONFIG, "--seeds", "2", "--budgets", "5", "10", "--workers", "1", "--out", str(out)]) == 0
+    assert main(bench) == 0
     assert json.loads((out / "summary.json").read_text())["budgets"] == summary["budgets"]
 
 
-def test_bench_reruns_a_seed_only_when_its_recipe_changed(tmp_path):
-    out, config = tmp_path / "bench", tmp_path / "re.yaml"
-    config.write_text(Path(RE_CONFIG).read_text())
-    bench = ["bench", "--config", str(config), "--seeds", "1", "--budgets", "8", "--workers", "1", "--out", str(out)]
+@pytest.mark.slow
+def test_bench_reruns_a_seed_only_when_its_resolved_config_changed(tmp_path):
+    out, method, protocol = tmp_path / "bench", tmp_path / "re.yaml", tmp_path / "protocol.yaml"
+    method.write_text(Path(RE_CONFIGS[0]).read_text())
+    protocol.write_text(Path(RE_CONFIGS[1]).read_text())
+    files = [str(method), str(protocol)]
+    bench = ["bench", "--config", files[0], "--config", files[1], "--seeds", "1", "--budgets", "8", "--workers", "1",
+             "--out", str(out)]
     assert main(bench) == 0
     results = out / "seed_0" / "results.json"
     first = results.stat().st_mtime_ns
     assert main(bench) == 0 and results.stat().st_mtime_ns == first  # same recipe: reused
-    assert finished(str(config), 0, 8, out / "seed_0", []) and not finished(str(config), 0, 9, out / "seed_0", [])
+    assert finished(files, 0, 8, out / "seed_0", []) and not finished(files, 0, 9, out / "seed_0", [])
+    # the same search from files laid out otherwise: one file, other comments, a default spelt out
+    merged = yaml.safe_load(method.read_text())
+    merged["data"]["init_args"].update(yaml.safe_load(protocol.read_text())["data"]["init_args"])
+    merged.update(report=["cifar10_test_acc"], ask_batch=1)
+    single = tmp_path / "single.yaml"
+    single.write_text("# regularized evolution, all in one file\n" + yaml.safe_dump(merged))
+    assert finished([str(single)], 0, 8, out / "seed_0", [])
+    assert main(["bench", "--config", str(single), *bench[5:]]) == 0 and results.stat().st_mtime_ns == first
     other = ["--strategy.init_args.population_size", "4"]
-    assert not finished(str(config), 0, 8, out / "seed_0", other)
+    assert not finished(files, 0, 8, out / "seed_0", other)
     assert main([*bench, "--", *other]) == 0  # other arguments: searched again
     assert json.loads(results.read_text())["config"]["strategy"]["init_args"]["population_size"] == 4
-    config.write_text(Path(RE_CONFIG).read_text().replace("sample_size: 3", "sample_size: 2"))
+    method.write_text(Path(RE_CONFIGS[0]).read_text().replace("sample_size: 3", "sample_size: 2"))
     assert main(bench) == 0  # an edited config: searched again
     assert json.loads(results.read_text())["config"]["strategy"]["init_args"]["sample_size"] == 2

@@ -289,7 +289,8 @@ def test_search_cli_end_to_end(shared, tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)
     run_dir = tmp_path / "run"
     code = main([
-        "search", "--config", "configs/nb201/ctnas.yaml", "--budget", "24", "--ask_batch", "8",
+        "search", "--config", "configs/methods/ctnas.yaml", "--config", "configs/methods/nb201/ctnas.yaml",
+        "--config", "configs/protocols/nb201-cifar10.yaml", "--budget", "24", "--ask_batch", "8",
         "--run_dir", str(run_dir), "--progress", "false", "--finetune_epochs", "2",
         "--data.init_args.benchmark", str(shared / "nb201_200ep.csv.gz"),
         "--model.init_args.hidden", "16", "--model.init_args.num_layers", "2",

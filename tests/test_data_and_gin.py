@@ -61,7 +61,7 @@ def test_gin_fit_then_load_for_search(tmp_path, monkeypatch):
     side loads it into the same model."""
     monkeypatch.chdir(ROOT)
     ckpt_dir = tmp_path / "gin"
-    code = main(["fit", "--config", "configs/nb201/gin_fit.yaml", "--trainer.max_epochs", "8",
+    code = main(["fit", "--config", "configs/fits/nb201/gin.yaml", "--trainer.max_epochs", "8",
                  "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(ckpt_dir),
                  "--trainer.callbacks.init_args.dirpath", str(ckpt_dir), "--model.init_args.max_epochs_hint", "8",
                  "--data.init_args.num_labelled", "400", "--data.init_args.max_val", "1000"])
@@ -79,11 +79,11 @@ def test_predictor_labels_count_as_queries(tmp_path, monkeypatch, capsys):
     """A search that starts from a predictor fitted on n labels has spent n queries already."""
     monkeypatch.chdir(ROOT)
     ckpt_dir = tmp_path / "gin"
-    assert main(["fit", "--config", "configs/nb201/gin_fit.yaml", "--trainer.max_epochs", "1",
+    assert main(["fit", "--config", "configs/fits/nb201/gin.yaml", "--trainer.max_epochs", "1",
                  "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(ckpt_dir),
                  "--trainer.callbacks.init_args.dirpath", str(ckpt_dir), "--data.init_args.num_labelled", "30",
                  "--data.init_args.max_val", "100"]) == 0
-    search = ["search", "--config", "configs/nb201/rs.yaml", "--progress", "false",
+    search = ["search", "--config", "configs/methods/rs.yaml", "--config", "configs/protocols/nb201-cifar10.yaml", "--progress", "false",
               "--model", "lightning_nas.predictors.gin.GINRegressor", "--ckpt_path", str(ckpt_dir / "best.ckpt")]
     assert main([*search, "--budget", "20", "--run_dir", str(tmp_path / "small")]) == 2
     assert "fitted on 30 labelled architectures, more than the budget of 20" in capsys.readouterr().err

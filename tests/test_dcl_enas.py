@@ -375,7 +375,7 @@ def test_strategy_needs_a_surrogate_and_valid_settings():
 
 
 # --- end to end through the CLI ----------------------------------------------------------------
-CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "nb201"
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 def test_fit_then_search_through_the_cli(shared, tmp_path, monkeypatch):
@@ -383,12 +383,14 @@ def test_fit_then_search_through_the_cli(shared, tmp_path, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
     tiny = [f"--model.init_args.{k}={v}" for k, v in TINY.items()]
-    assert main(["fit", "--config", str(CONFIGS / "dcl_enas_pretrain.yaml"), "--trainer.max_epochs=1",
+    assert main(["fit", "--config", str(CONFIGS / "fits" / "nb201" / "dcl_enas_pretrain.yaml"), "--trainer.max_epochs=1",
                  "--data.init_args.pool_size=300", "--trainer.enable_progress_bar=false",
                  f"--trainer.callbacks.init_args.dirpath={tmp_path}", *tiny]) == 0
     ckpt = tmp_path / "pretrain.ckpt"
     assert ckpt.is_file()
-    assert main(["search", "--config", str(CONFIGS / "dcl_enas.yaml"), f"--model.init_args.pretrained={ckpt}",
+    search = [str(CONFIGS / "methods" / "dcl_enas.yaml"), str(CONFIGS / "methods" / "nb201" / "dcl_enas.yaml"),
+              str(CONFIGS / "protocols" / "nb201-cifar10.yaml")]
+    assert main(["search", *[a for c in search for a in ("--config", c)], f"--model.init_args.pretrained={ckpt}",
                  f"--data.init_args.benchmark={shared / 'nb201_200ep.csv.gz'}", "--budget=20", "--ask_batch=5",
                  "--finetune_epochs=2", "--strategy.init_args.initial_size=5", "--strategy.init_args.infill_size=5",
                  f"--run_dir={tmp_path / 'run'}", "--progress=false", *tiny]) == 0

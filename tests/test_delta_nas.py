@@ -298,11 +298,15 @@ def test_difference_predictor_gives_gains_and_scores_only_in_absolute_mode():
 
 
 # --- the command line, end to end -----------------------------------------------------------------------
+DELTA_NAS_NB201 = ["--config", "configs/methods/delta_nas.yaml", "--config", "configs/methods/nb201/delta_nas.yaml",
+                   "--config", "configs/protocols/nb201-cifar10.yaml"]
+
+
 def test_fit_then_search_through_the_cli(tmp_path, monkeypatch):
     from lightning_nas.cli import main
 
     monkeypatch.chdir(ROOT)  # configs name ../shared relative to the project root
-    fit = yaml.safe_load((ROOT / "configs/nb201/delta_nas_fit.yaml").read_text())
+    fit = yaml.safe_load((ROOT / "configs/fits/nb201/delta_nas.yaml").read_text())
     fit["trainer"].update(max_epochs=20, default_root_dir=str(tmp_path / "fit"))
     fit["trainer"]["callbacks"][0]["init_args"]["dirpath"] = str(tmp_path / "fit")
     fit["data"]["init_args"].update(proxy="params", network=TINY_NB201, cache_dir=str(tmp_path / "cache"), num_encodings=20)
@@ -311,7 +315,7 @@ def test_fit_then_search_through_the_cli(tmp_path, monkeypatch):
     ckpt = tmp_path / "fit" / "last.ckpt"
     assert ckpt.is_file()
     run = tmp_path / "search"
-    args = ["search", "--config", str(ROOT / "configs/nb201/delta_nas.yaml"), "--ckpt_path", str(ckpt),
+    args = ["search", *DELTA_NAS_NB201, "--ckpt_path", str(ckpt),
             "--run_dir", str(run), "--budget", "30", "--finetune_epochs", "3", "--progress", "false",
             "--strategy.init_args.finetune", "true"]
     assert main(args) == 0
@@ -329,7 +333,7 @@ def test_search_with_a_mismatched_predictor_is_one_line(tmp_path, capsys, monkey
     model = DifferencePredictor(space="nb201", hidden=32)
     ckpt = tmp_path / "small.ckpt"
     torch.save({"state_dict": model.state_dict()}, ckpt)
-    args = ["search", "--config", str(ROOT / "configs/nb201/delta_nas.yaml"), "--ckpt_path", str(ckpt),
+    args = ["search", *DELTA_NAS_NB201, "--ckpt_path", str(ckpt),
             "--run_dir", str(tmp_path / "run"), "--progress", "false"]
     assert main(args) == 2
     assert "does not fit the configured `model:`" in capsys.readouterr().err

@@ -40,7 +40,7 @@ def ranks(run_dir: Path) -> int:
 
 
 def test_ddp_fit_splits_the_batches_and_resumes_from_last(shared, tmp_path):
-    fit = yaml.safe_load((ROOT / "configs/nb201/gin_fit.yaml").read_text())
+    fit = yaml.safe_load((ROOT / "configs/fits/nb201/gin.yaml").read_text())
     fit["trainer"].update(max_epochs=2, default_root_dir=str(tmp_path), enable_progress_bar=False)
     fit["trainer"]["callbacks"][0]["init_args"]["dirpath"] = str(tmp_path)
     fit["model"]["init_args"].update(hidden=16, num_layers=2)
@@ -56,7 +56,7 @@ def test_ddp_fit_splits_the_batches_and_resumes_from_last(shared, tmp_path):
     assert resumed["epoch"] == 2 and resumed["global_step"] == 6
 
 
-TABLE_SEARCH = ["search", "--config", "configs/nb201/re.yaml", "--budget", "30", "--ask_batch", "4", "--progress", "false"]
+TABLE_SEARCH = ["search", "--config", "configs/methods/re.yaml", "--config", "configs/protocols/nb201-cifar10.yaml", "--budget", "30", "--ask_batch", "4", "--progress", "false"]
 
 
 def in_this_process(*args: str) -> None:

@@ -207,8 +207,11 @@ def run_search_config(config: object, capsys) -> None:
 
 
 def real_config(real_files) -> dict:
-    config = yaml.safe_load((ROOT / "configs" / "nb201" / "re.yaml").read_text())
-    config["data"]["init_args"]["benchmark"] = str(real_files["nb201_200ep.csv"])
+    """Regularized evolution on NB201 CIFAR-10 (its method and protocol files) as one config."""
+    config = yaml.safe_load((ROOT / "configs" / "methods" / "re.yaml").read_text())
+    protocol = yaml.safe_load((ROOT / "configs" / "protocols" / "nb201-cifar10.yaml").read_text())
+    config["data"]["init_args"].update(protocol["data"]["init_args"], benchmark=str(real_files["nb201_200ep.csv"]))
+    config["report"] = protocol["report"]
     return config
 
 

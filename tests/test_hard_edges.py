@@ -24,7 +24,7 @@ from lightning_nas.cli import main
 from lightning_nas.spaces import get_space
 
 ROOT = Path(__file__).resolve().parents[1]
-RE_CONFIG = str(ROOT / "configs" / "nb201" / "re.yaml")
+RE_CONFIGS = ("configs/methods/re.yaml", "configs/protocols/nb201-cifar10.yaml")
 
 
 @pytest.fixture(autouse=True)
@@ -43,8 +43,11 @@ def files_in(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
 
 
-def search(run_dir: Path, *args: str, config: str = RE_CONFIG) -> int:
-    return main(["search", "--config", config, "--run_dir", str(run_dir), "--progress", "false", *args])
+def search(run_dir: Path, *args: str, method: str | None = None) -> int:
+    """A search of NB201 CIFAR-10: regularized evolution, or `method` with its NB201 file."""
+    configs = RE_CONFIGS if method is None else (f"configs/methods/{method}.yaml", f"configs/methods/nb201/{method}.yaml",
+                                                  RE_CONFIGS[1])
+    return main(["search", *[a for c in configs for a in ("--config", c)], "--run_dir", str(run_dir), "--progress", "false", *args])
 
 
 def head_of(table: Path, rows: int) -> list[list[str]]:
@@ -246,8 +249,8 @@ def test_misspelt_option_on_the_command_line(tmp_path, capsys):
 
 def test_unknown_top_level_key_in_yaml(tmp_path, capsys):
     config = tmp_path / "re.yaml"
-    config.write_text(Path(RE_CONFIG).read_text().replace("budget: 100", "budgett: 100"))
-    assert search(tmp_path / "run", config=str(config)) == 2
+    config.write_text(Path(RE_CONFIGS[0]).read_text().replace("budget: 100", "budgett: 100"))
+    assert search(tmp_path / "run", "--config", str(config)) == 2
     line = error_line(capsys)
     assert "Option 'budgett' is not accepted" in line and "see `lightning-nas search --help`" in line
     assert not (tmp_path / "run").exists()
@@ -291,11 +294,11 @@ def fits(shared, tmp_path_factory) -> dict[str, Path]:
     os.chdir(ROOT)
     try:
         return {
-            "gin_nb201": fit(tmp_path_factory.mktemp("gin_nb201"), "configs/nb201/gin_fit.yaml",
+            "gin_nb201": fit(tmp_path_factory.mktemp("gin_nb201"), "configs/fits/nb201/gin.yaml",
                              shared / "nb201_200ep.csv.gz", "--data.init_args.batch_size", "4"),
-            "gin_tnb101": fit(tmp_path_factory.mktemp("gin_tnb101"), "configs/tnb101_micro/ednag_gin_fit.yaml",
+            "gin_tnb101": fit(tmp_path_factory.mktemp("gin_tnb101"), "configs/fits/tnb101/gin.yaml",
                               shared / "tnb101_micro.csv.gz", *tnb101),
-            "nac_tnb101": fit(tmp_path_factory.mktemp("nac_tnb101"), "configs/nb201/ctnas_fit.yaml",
+            "nac_tnb101": fit(tmp_path_factory.mktemp("nac_tnb101"), "configs/fits/nb201/ctnas.yaml",
                               shared / "tnb101_micro.csv.gz", "--model.init_args.space", "tnb101_micro", *tnb101,
                               "--trainer.check_val_every_n_epoch", "1"),
         }
@@ -305,7 +308,7 @@ def fits(shared, tmp_path_factory) -> dict[str, Path]:
 
 def test_checkpoint_of_another_method(tmp_path, capsys, fits):
     ckpt = fits["gin_nb201"] / "best.ckpt"
-    assert search(tmp_path / "run", "--ckpt_path", str(ckpt), config="configs/nb201/delta_nas.yaml") == 2
+    assert search(tmp_path / "run", "--ckpt_path", str(ckpt), method="delta_nas") == 2
     line = error_line(capsys)
     assert f"predictor checkpoint {ckpt} holds a GINRegressor" in line
     assert "`model:` is lightning_nas.predictors.difference.DifferencePredictor" in line
@@ -315,7 +318,7 @@ def test_checkpoint_of_another_method(tmp_path, capsys, fits):
 
 def test_checkpoint_of_a_model_for_another_space(tmp_path, capsys, fits):
     ckpt = fits["nac_tnb101"] / "nac.ckpt"
-    assert search(tmp_path / "run", "--ckpt_path", str(ckpt), config="configs/nb201/ctnas.yaml") == 2
+    assert search(tmp_path / "run", "--ckpt_path", str(ckpt), method="ctnas") == 2
     line = error_line(capsys)
     assert f"predictor checkpoint {ckpt} was fitted on the tnb101_micro space, but `model:` is for nb201" in line
     assert "pass a checkpoint fitted on nb201" in line and not (tmp_path / "run").exists()
@@ -324,7 +327,7 @@ def test_checkpoint_of_a_model_for_another_space(tmp_path, capsys, fits):
 def test_checkpoint_fitted_on_labels_of_another_space(tmp_path, capsys, fits):
     # GIN has no `space` argument: its labels (charged as the first queries) give the space away
     ckpt = fits["gin_tnb101"] / "best.ckpt"
-    assert search(tmp_path / "run", "--ckpt_path", str(ckpt), config="configs/nb201/ednag.yaml") == 2
+    assert search(tmp_path / "run", "--ckpt_path", str(ckpt), method="ednag") == 2
     line = error_line(capsys)
     assert "is not a nb201 architecture but a tnb101_micro one" in line
     assert "use one made for nb201" in line and not (tmp_path / "run").exists()
@@ -332,7 +335,7 @@ def test_checkpoint_fitted_on_labels_of_another_space(tmp_path, capsys, fits):
 
 def test_predictor_labels_exceed_the_budget(tmp_path, capsys, fits):
     ckpt = fits["gin_nb201"] / "best.ckpt"
-    assert search(tmp_path / "run", "--ckpt_path", str(ckpt), "--budget", "10", config="configs/nb201/ednag.yaml") == 2
+    assert search(tmp_path / "run", "--ckpt_path", str(ckpt), "--budget", "10", method="ednag") == 2
     line = error_line(capsys)
     assert "was fitted on 20 labelled architectures, more than the budget of 10 queries" in line
     assert "fit on fewer (data.num_labelled) or raise the budget" in line and not (tmp_path / "run").exists()
@@ -402,7 +405,7 @@ def test_nan_loss_stops_the_fit_and_keeps_the_last_good_checkpoint(tmp_path, cap
     root = tmp_path / "gin"
     shutil.copytree(fits["gin_nb201"], root)
     good = {name: data for name, data in files_in(root).items() if name.endswith(".ckpt")}
-    args = ["fit", "--config", "configs/nb201/gin_fit.yaml", "--data.init_args.benchmark", str(shared / "nb201_200ep.csv.gz"),
+    args = ["fit", "--config", "configs/fits/nb201/gin.yaml", "--data.init_args.benchmark", str(shared / "nb201_200ep.csv.gz"),
             "--data.init_args.num_labelled", "20", "--data.init_args.max_val", "20", "--data.init_args.batch_size", "4",
             "--trainer.max_epochs", "2", "--trainer.default_root_dir", str(root),
             "--trainer.callbacks.init_args.dirpath", str(root), "--trainer.enable_progress_bar", "false",

@@ -1,28 +1,35 @@
+"""`lightning-nas report`: the harness in benchmarks/report/ through the CLI, its reuse of finished runs
+and fits, and the measurements of its performance part."""
 import dataclasses
 import json
-import math
 import shutil
 from pathlib import Path
 
+import pytest
 import yaml
 
+import lightning_nas.report
+from benchmarks.report.fits import checkpoint_producers, fit_per_seed, seed_fit_arguments, seed_fit_config
+from benchmarks.report.performance import archive_load, nb101_enumeration
+from benchmarks.report.protocols import methods, protocol
+from benchmarks.report.searches import run_method
+from benchmarks.report.tau import PREDICTORS, run_tau_study, tau_recipe
 from lightning_nas.cli import main
-from lightning_nas.performance import archive_load, nb101_enumeration
-from lightning_nas.report import (BASELINES, PER_SEED_FIT, PREDICTORS, checkpoint_producers, fit_per_seed,
-                                  protocols, run_method, run_tau_study, seed_fit_arguments, seed_fit_config,
-                                  tau_recipe)
-from lightning_nas.bench import RECIPE_FILE, seed_arguments
+from lightning_nas.bench import RECIPE_FILE, recipe, seed_arguments
 
 ROOT = Path(__file__).resolve().parents[1]
+METHODS = {m.name: m for m in methods()}
 
 
-def test_quick_report_smoke(tmp_path, monkeypatch):
-    monkeypatch.chdir(ROOT)
+@pytest.mark.slow
+def test_quick_report_smoke(tmp_path, monkeypatch, shared):
+    monkeypatch.chdir(tmp_path)  # any directory: the harness resolves its paths from the repository root
     out, runs = tmp_path / "report", tmp_path / "runs"
-    args = ["report", "--quick", "--protocols", "nb201-cifar100", "--methods", "RS", "RE", "--predictors", "GIN",
-            "--tau-seeds", "1", "--workers", "1", "--out", str(out), "--runs", str(runs),
-            "--records", str(tmp_path / "records")]
-    assert main(args) == 0
+    committed = (ROOT / "benchmarks" / "REPORT.md").read_bytes()
+    common = ["--quick", "--protocols", "nb201-cifar100", "--methods", "RS", "RE", "--workers", "1", "--runs", str(runs),
+              "--records", str(tmp_path / "records"), "--shared", str(shared)]
+    assert main(["report", *common, "--predictors", "GIN", "--tau-seeds", "1", "--out", "report"]) == 0
+    assert (ROOT / "benchmarks" / "REPORT.md").read_bytes() == committed  # written to --out only
     text = (out / "REPORT.md").read_text()
     assert "### nb201-cifar100" in text and "| RS |" in text and "| RE |" in text
     assert "Search runs: 4, of which 4 searched by this invocation and 0 reused" in text
@@ -37,7 +44,6 @@ def test_quick_report_smoke(tmp_path, monkeypatch):
     # the tau study: one file per (predictor, labels, seed), tau over every other NB201 architecture
     assert [(r["predictor"], r["size"], r["heldout"]) for r in data["tau"]] == [("GIN", 20, 15605), ("GIN", 60, 15565)]
     assert all(-1 <= r["tau"] <= 1 for r in data["tau"])
-    assert (runs / "quick" / "tau" / "GIN" / "n60_seed0.json").is_file()
     records = tmp_path / "records" / "quick"
     assert (records / "tau.tar.gz").is_file() and (records / "nb201-cifar100" / "RE.tar.gz").is_file()
     assert "| GIN | " in text.split("## Predictors: Kendall tau")[1]
@@ -47,117 +53,125 @@ def test_quick_report_smoke(tmp_path, monkeypatch):
     assert set(perf["throughput"]["GIN"]) == {"50", "200"} and perf["ednag"]["architectures_scored"] > 0
     search_times = text.split("### Search wall time per run")[1]
     assert "| nb201-cifar100 |" in search_times and "x)" in search_times  # RE as a ratio to RS
-    # an interrupted report resumes: finished tau fits are read back, not fitted again
+    # an interrupted report resumes: the finished runs are reused, not searched again
+    again = tmp_path / "again"
+    assert main(["report", *common, "--parts", "search", "--out", str(again)]) == 0
+    assert "Search runs: 4, of which 0 searched by this invocation and 4 reused" in (again / "REPORT.md").read_text()
+    # and so are the finished tau fits, here and from the committed record on another machine
+    monkeypatch.chdir(ROOT)
+    tau_args = (["GIN"], [20, 60], 1, True, runs / "quick", 1, checkpoint_producers())
     log = []
-    again = run_tau_study(["GIN"], [20, 60], 1, True, runs / "quick", 1, checkpoint_producers(), log)
-    assert again == data["tau"] and log == [f"tau study: 0 fits run, 2 reused from {runs / 'quick' / 'tau'}"]
-    shutil.rmtree(runs / "quick" / "tau")  # another machine: only the committed record
+    assert run_tau_study(*tau_args, log, shared) == data["tau"]
+    assert log == [f"tau study: 0 fits run, 2 reused from {runs / 'quick' / 'tau'}"]
+    shutil.rmtree(runs / "quick" / "tau")
     log = []
-    again = run_tau_study(["GIN"], [20, 60], 1, True, runs / "quick", 1, checkpoint_producers(), log,
-                          records / "tau.tar.gz")
-    assert again == data["tau"] and log == [f"tau study: 0 fits run, 2 reused from {runs / 'quick' / 'tau'}"]
-    # a fit made from another config is not reused: here the GIN config gains a line
-    changed = tmp_path / "gin_fit.yaml"
-    changed.write_text(Path(PREDICTORS["GIN"].config).read_text() + "# changed\n")
-    monkeypatch.setitem(PREDICTORS, "GIN", dataclasses.replace(PREDICTORS["GIN"], config=str(changed)))
-    log = []
-    run_tau_study(["GIN"], [20], 1, True, runs / "quick", 1, checkpoint_producers(), log)
-    assert log == [f"tau study: 1 fits run, 0 reused from {runs / 'quick' / 'tau'}"]
+    assert run_tau_study(*tau_args, log, shared, records / "tau.tar.gz") == data["tau"]
+    assert log == [f"tau study: 0 fits run, 2 reused from {runs / 'quick' / 'tau'}"]
+
+
+def test_the_report_needs_the_repository(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(lightning_nas.report, "ROOT", tmp_path)  # an installed package without benchmarks/
+    assert main(["report", "--quick"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "the repository's experiment harness (benchmarks/report/)" in err[0]
 
 
 def test_tau_recipe_covers_the_training_length_and_every_config_behind_a_fit(tmp_path, monkeypatch):
-    monkeypatch.chdir(ROOT)
     producers = checkpoint_producers()
     assert tau_recipe("Delta-NAS", 1500, producers) != tau_recipe("Delta-NAS", 1000, producers)
     dcl = tau_recipe("DCL-ENAS", 100, producers)
     assert dcl != tau_recipe("DCL-ENAS", 60, producers)
     stage1 = "checkpoints/nb201/dcl_enas/pretrain.ckpt"  # written by the stage-1 config
+    text = producers[stage1].read_text()
     changed = tmp_path / "pretrain.yaml"
-    changed.write_text(producers[stage1].read_text() + "# changed\n")
+    changed.write_text(text + "# a comment: the same fit\n")
     monkeypatch.setitem(producers, stage1, changed)
+    assert tau_recipe("DCL-ENAS", 100, producers) == dcl
+    changed.write_text(text.replace("num_clusters: 100       # K", "num_clusters: 10       # K", 1))
     assert tau_recipe("DCL-ENAS", 100, producers) != dcl
+    gin = tau_recipe("GIN", 100, producers)  # the predictor's own fit config too
+    changed_gin = tmp_path / "gin.yaml"
+    changed_gin.write_text(PREDICTORS["GIN"].config.read_text().replace("hidden: 64", "hidden: 32"))
+    monkeypatch.setitem(PREDICTORS, "GIN", dataclasses.replace(PREDICTORS["GIN"], config=changed_gin))
+    assert tau_recipe("GIN", 100, producers) != gin
 
 
-def test_every_protocol_names_existing_configs_and_fits(monkeypatch):
-    monkeypatch.chdir(ROOT)
-    producers = checkpoint_producers()
-    for protocol in protocols():
-        for method, config in {**BASELINES, **protocol.configs}.items():
-            assert Path(config).is_file(), (protocol.name, method, config)
-            if method in PER_SEED_FIT:  # the per-seed fit derives from the config that writes the checkpoint
-                assert yaml.safe_load(Path(config).read_text())["ckpt_path"] in producers, config
-
-
-def test_seed_fit_config_puts_the_fit_on_the_protocol_and_the_seed(tmp_path, monkeypatch):
-    monkeypatch.chdir(ROOT)
-    jigsaw = next(p for p in protocols() if p.name == "tnb101-jigsaw")
-    path = seed_fit_config(Path("configs/tnb101_micro/crlso_fit.yaml"), jigsaw, 3, tmp_path / "seed_3", quick=False)
+def test_seed_fit_config_puts_the_fit_on_the_protocol_and_the_seed(tmp_path):
+    jigsaw = protocol("tnb101-jigsaw")
+    fit = ROOT / "configs" / "fits" / "tnb101" / "crlso.yaml"
+    path = seed_fit_config(fit, jigsaw, tmp_path / "tables", 3, tmp_path / "seed_3", quick=False)
     config = yaml.safe_load(path.read_text())
     data = config["data"]["init_args"]
     assert (config["seed_everything"], data["seed"], data["target"], data["num_labelled"]) == (3, 3, "jigsaw_valid", 50)
-    assert data["benchmark"] == jigsaw.benchmark[0]
+    assert data["benchmark"] == str(tmp_path / "tables" / "tnb101_micro.csv.gz")
     callback = config["trainer"]["callbacks"][0]["init_args"]
     assert callback["dirpath"] == config["trainer"]["default_root_dir"] == str(tmp_path / "seed_3")
     assert config["trainer"]["max_epochs"] == 4  # the fit config's own, outside --quick
 
 
-def test_per_seed_fits_are_reused(tmp_path, monkeypatch):
-    monkeypatch.chdir(ROOT)
-    protocol = next(p for p in protocols() if p.name == "nb201-cifar10")
+def test_per_seed_fits_are_reused(tmp_path):
+    cifar10 = protocol("nb201-cifar10")
+    configs = cifar10.configs(METHODS["CR-LSO"])
     run_dir, log = tmp_path / "CR-LSO", []
     for seed in range(2):  # finished fits: nothing is fitted again
         (run_dir / "fits" / f"seed_{seed}").mkdir(parents=True)
         (run_dir / "fits" / f"seed_{seed}" / "crlso.ckpt").write_bytes(b"")
-    fit_per_seed(Path("configs/nb201/crlso.yaml"), protocol, "CR-LSO", run_dir, [0, 1], 1, checkpoint_producers(),
-                 quick=True, log=log)
+    fit_per_seed(configs, cifar10, tmp_path, "CR-LSO", run_dir, [0, 1], 1, checkpoint_producers(), quick=True, log=log)
     assert log == [] and not (run_dir / "fits" / "seed_0" / "fit.yaml").exists()
-    extra = seed_fit_arguments(Path("configs/nb201/crlso.yaml"), run_dir)
+    extra = seed_fit_arguments(configs, run_dir)
     assert extra == ["--ckpt_path", str(run_dir / "fits" / "seed_{seed}" / "crlso.ckpt"), "--data.init_args.seed", "{seed}"]
 
 
-def test_finished_searches_need_no_fit(tmp_path, monkeypatch):
+@pytest.mark.slow
+def test_finished_searches_need_no_fit(tmp_path, monkeypatch, shared):
     """Runs reused from another machine (their checkpoints not kept) are summarised without fitting."""
     monkeypatch.chdir(ROOT)
-    protocol = next(p for p in protocols() if p.name == "nb201-cifar10")
-    config, run_dir, log = protocol.configs["CR-LSO"], tmp_path / "CR-LSO", []
-    extra = protocol.overrides() + seed_fit_arguments(Path(config), run_dir)
-    rs = _rs_run(tmp_path)
+    cifar10, crlso = protocol("nb201-cifar10"), METHODS["CR-LSO"]
+    configs, run_dir, log = cifar10.configs(crlso), tmp_path / "CR-LSO", []
+    extra = cifar10.overrides(shared) + seed_fit_arguments(configs, run_dir)
+    rs = _rs_run(tmp_path, shared)
     for seed in range(2):
         seed_dir = run_dir / f"seed_{seed}"
         seed_dir.mkdir(parents=True)
-        (seed_dir / RECIPE_FILE).write_text(json.dumps({"config": Path(config).read_text(),
-                                                        "arguments": seed_arguments(extra, seed)}, indent=1))
+        (seed_dir / RECIPE_FILE).write_text(recipe(configs, seed, seed_arguments(extra, seed)))
         for name in ("results.json", "timing.json"):  # what a record keeps of a seed (RECORD_FILES)
             (seed_dir / name).write_text((rs / name).read_text())
     record = tmp_path / "records" / "CR-LSO.tar.gz"
-    entry = run_method(protocol, "CR-LSO", config, run_dir, 2, [5, 10], 1, checkpoint_producers(), False, log, record)
+    entry = run_method(cifar10, crlso, shared, run_dir, 2, [5, 10], 1, checkpoint_producers(), False, log, record)
     assert log == [] and not (run_dir / "fits").exists()
     assert entry["summary"]["seeds"] == 2 and entry["summary"]["budgets"]["10"]["count"] == 2
     kept = record.read_bytes()
     shutil.rmtree(run_dir)  # another machine: only the committed record
-    again = run_method(protocol, "CR-LSO", config, run_dir, 2, [5, 10], 1, checkpoint_producers(), False, log, record)
+    again = run_method(cifar10, crlso, shared, run_dir, 2, [5, 10], 1, checkpoint_producers(), False, log, record)
     assert log == [] and again["summary"]["budgets"] == entry["summary"]["budgets"]
     assert record.read_bytes() == kept  # saved again byte for byte: no change for git to see
     assert sorted(p.name for p in (run_dir / "seed_0").iterdir()) == sorted(["results.json", "timing.json", RECIPE_FILE])
 
 
-def _rs_run(tmp_path: Path) -> Path:
+def _rs_run(tmp_path: Path, shared: Path) -> Path:
     run = tmp_path / "rs"
-    assert main(["search", "--config", BASELINES["RS"], "--budget", "10", "--run_dir", str(run), "--progress", "false"]) == 0
+    files = protocol("nb201-cifar10").configs(METHODS["RS"])
+    assert main(["search", *[a for f in files for a in ("--config", str(f))], "--data.init_args.benchmark",
+                 str(shared / "nb201_200ep.csv.gz"), "--budget", "10", "--run_dir", str(run), "--progress", "false"]) == 0
     return run
 
 
 def test_archive_load_and_enumeration_measure_beside_their_baselines(tmp_path, shared):
     load = archive_load([shared / "tnb101_micro.csv.gz"], tmp_path / "tnb.npz", repeats=1)
-    assert load["rows"] == 4096 and load["native_s"] > 0 and load["csv_s"] > 0
-    assert math.isclose(load["csv_over_native"], load["csv_s"] / load["native_s"])
+    assert load["rows"] == 4096 and load["columns"] == 7 and load["tables"] == ["tnb101_micro.csv.gz"]
+    assert load["csv_over_native"] == load["csv_s"] / load["native_s"]
     assert load["csv_peak_mb"] > 0 and load["native_peak_mb"] > 0
-    cells = nb101_enumeration(max_vertices=4)
-    assert cells["warm_equals_cold"] and cells["cells"] > 0 and cells["cold_s"] > cells["warm_s"] > 0
+    small, smaller = nb101_enumeration(max_vertices=4), nb101_enumeration(max_vertices=3)
+    assert small["warm_equals_cold"] and smaller["warm_equals_cold"]
+    assert small["max_vertices"] == 4 and small["cells"] > smaller["cells"] > 0  # more vertices, more cells
+    assert small["cold_over_warm"] == small["cold_s"] / small["warm_s"]
 
 
-def test_unknown_names_are_user_errors(capsys):
-    assert main(["report", "--methods", "RS", "FOO"]) == 2
-    assert "unknown method FOO; known: RS, RE" in capsys.readouterr().err
-    assert main(["report", "--protocols", "nb201-cifar10", "nb999"]) == 2
+def test_unknown_names_are_user_errors(capsys, shared):
+    assert main(["report", "--methods", "RS", "FOO", "--shared", str(shared)]) == 2
+    assert "unknown method FOO; known: RS, RE, DCL-ENAS" in capsys.readouterr().err
+    assert main(["report", "--protocols", "nb201-cifar10", "nb999", "--shared", str(shared)]) == 2
     assert "unknown protocol nb999" in capsys.readouterr().err
+    assert main(["report", "--shared", str(Path("/nonexistent/tables"))]) == 2
+    err = capsys.readouterr().err
+    assert "the shared benchmark tables are not in /nonexistent/tables: give their folder with --shared" in err

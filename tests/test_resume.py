@@ -54,7 +54,10 @@ def delta_nas_ckpt(tmp_path_factory) -> Path:
 
 def method_args(method: str, request) -> list[str]:
     """The search command line of each method, small enough for a test; at least four rounds."""
-    config = lambda name: ["--config", f"configs/nb201/{name}.yaml"]  # noqa: E731
+    def config(name: str) -> list[str]:  # the method, its NB201 file where it has one, NB201 CIFAR-10
+        files = [f"configs/methods/{name}.yaml", f"configs/methods/nb201/{name}.yaml", "configs/protocols/nb201-cifar10.yaml"]
+        return [arg for f in files if (ROOT / f).is_file() for arg in ("--config", f)]
+
     if method == "RS":
         return [*config("rs"), "--budget", "30", "--ask_batch", "2"]
     if method == "RE":
@@ -202,12 +205,12 @@ def test_a_checkpoint_of_another_search_is_refused(tmp_path, capsys, monkeypatch
 
     monkeypatch.chdir(ROOT)
     run = ["--run_dir", str(tmp_path / "run"), "--progress", "false", "--budget", "10"]
-    assert main(["search", "--config", "configs/nb201/re.yaml", *run]) == 0
+    assert main(["search", "--config", "configs/methods/re.yaml", "--config", "configs/protocols/nb201-cifar10.yaml", *run]) == 0
     state = (tmp_path / "run" / STATE_FILE).read_bytes()
-    assert main(["search", "--config", "configs/nb201/rs.yaml", *run]) == 2
+    assert main(["search", "--config", "configs/methods/rs.yaml", "--config", "configs/protocols/nb201-cifar10.yaml", *run]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "belongs to another search" in err and "RegularizedEvolution" in err and "--run_dir" in err
-    assert main(["search", "--config", "configs/nb201/re.yaml", "--seed_everything", "5", *run]) == 2
+    assert main(["search", "--config", "configs/methods/re.yaml", "--config", "configs/protocols/nb201-cifar10.yaml", "--seed_everything", "5", *run]) == 2
     assert "seed 0 there, 5 here" in capsys.readouterr().err
     assert (tmp_path / "run" / STATE_FILE).read_bytes() == state  # nothing was overwritten
 
@@ -216,7 +219,7 @@ def test_a_budget_below_the_queries_already_made_is_refused(tmp_path, capsys, mo
     from lightning_nas.cli import main
 
     monkeypatch.chdir(ROOT)
-    run = ["--config", "configs/nb201/re.yaml", "--run_dir", str(tmp_path / "run"), "--progress", "false"]
+    run = ["--config", "configs/methods/re.yaml", "--config", "configs/protocols/nb201-cifar10.yaml", "--run_dir", str(tmp_path / "run"), "--progress", "false"]
     assert main(["search", *run, "--budget", "12"]) == 0
     results = (tmp_path / "run" / "results.json").read_bytes()
     assert main(["search", *run, "--budget", "8"]) == 2
@@ -231,6 +234,6 @@ def test_a_foreign_or_damaged_checkpoint_is_refused(tmp_path, capsys, monkeypatc
     monkeypatch.chdir(ROOT)
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / STATE_FILE).write_bytes(b"not a checkpoint")
-    args = ["search", "--config", "configs/nb201/re.yaml", "--run_dir", str(tmp_path / "run"), "--progress", "false"]
+    args = ["search", "--config", "configs/methods/re.yaml", "--config", "configs/protocols/nb201-cifar10.yaml", "--run_dir", str(tmp_path / "run"), "--progress", "false"]
     assert main(args) == 2
     assert "is not a search checkpoint this version can resume" in capsys.readouterr().err

@@ -1,0 +1,86 @@
+"""A tiny run of each measurement script in benchmarks/ (`python -m benchmarks.bench_<name>`), written
+to a temporary folder: the scripts run end to end on the shared tables and the current configs."""
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def trial(out: Path, shared: Path) -> list[str]:
+    return ["--out", str(out), "--shared", str(shared)]
+
+
+@pytest.mark.slow
+def test_bench_archive(shared, capsys):
+    from benchmarks.bench_archive import main
+
+    assert main(["--rows", "31000", "--repeats", "1", "--shared", str(shared)]) in (0, 1)  # 1: a time limit missed
+    printed = capsys.readouterr().out
+    assert "NB201 native archive (15625 rows" in printed and "SIZE TEST archive (31,000 rows" in printed
+
+
+def test_bench_nb101_enumeration(shared, capsys):
+    from benchmarks.bench_nb101_enumeration import main
+
+    main(["--max-vertices", "4", "--shared", str(shared)])
+    printed = capsys.readouterr().out
+    assert "(up to 4 vertices)" in printed and "warm table identical to cold   : True" in printed
+
+
+def test_bench_crlso_report(tmp_path, shared):
+    from benchmarks.bench_crlso import main
+
+    (tmp_path / "results").mkdir()
+    shutil.copy(ROOT / "benchmarks" / "results" / "crlso.json", tmp_path / "results")  # the measured parts
+    assert main(["report", *trial(tmp_path, shared)]) == 0
+    text = (tmp_path / "results" / "crlso.md").read_text()
+    assert "## Latent size" in text and "| 16 |" in text and "configs/fits/nb201/crlso.yaml" in text
+
+
+@pytest.mark.slow
+def test_bench_ctnas_search(tmp_path, shared):
+    from benchmarks.bench_ctnas import main
+
+    main(["--parts", "search", "--search-seeds", "1", "--budgets", "3", "--workers", "1", *trial(tmp_path, shared)])
+    summary = json.loads((tmp_path / "results" / "ctnas.json").read_text())["search"]["summary"]
+    assert set(summary) == {f"{p}/{m}" for p in ("cifar10", "cifar100", "imagenet16") for m in ("CTNAS", "RS", "RE")}
+    assert (tmp_path / "runs" / "ctnas" / "cifar100" / "CTNAS" / "seed_0" / "results.json").is_file()
+
+
+def test_bench_dcl_enas_search(tmp_path, shared):
+    from benchmarks.bench_dcl_enas import main
+
+    assert main(["--parts", "search", "--search-seeds", "1", "--budgets", "5", "--protocols", "cifar100", "--methods",
+                 "random", "re", *trial(tmp_path, shared)]) == 0
+    search = json.loads((tmp_path / "results" / "dcl_enas.json").read_text())["search"]
+    assert set(search) == {"cifar100/random", "cifar100/re"} and search["cifar100/re"]["report"] == "cifar100_test_acc"
+
+
+def test_bench_delta_nas_proxy_cost(tmp_path, shared, monkeypatch):
+    from benchmarks.bench_delta_nas import main
+
+    monkeypatch.chdir(tmp_path)  # the script works from the repository root; the test's directory comes back
+    assert main(["--parts", "proxy_cost", "--cost-samples", "1", *trial(tmp_path, shared)]) == 0
+    cost = json.loads((tmp_path / "results" / "delta_nas.json").read_text())["proxy_cost"]
+    assert set(cost) == {"nb201", "tnb101_micro"} and all(c["timed"] == 1 for c in cost.values())
+
+
+def test_bench_ednag_timing(tmp_path, shared):
+    from benchmarks.bench_ednag import main
+
+    tiny = ["--timing-repeats", "1", "--timing-steps", "5", "--labels", "20"]
+    assert main(["--parts", "timing", *tiny, *trial(tmp_path, shared)]) == 0
+    timing = json.loads((tmp_path / "results" / "ednag.json").read_text())["timing"]
+    assert timing["threads_1"]["architectures_scored"] > 0 and (tmp_path / "results" / "ednag.md").is_file()
+
+
+def test_bench_proxies(tmp_path, shared):
+    from benchmarks.bench_proxies import main
+
+    main(["--archs", "2", "--time-budget", "1", "--cost-archs", "1", "--live-archs", "0", *trial(tmp_path, shared)])
+    results = json.loads((tmp_path / "results" / "proxies.json").read_text())
+    assert results["correlation"]["archs"] >= 1 and results["live_training"] == {}
+    assert (tmp_path / "runs" / "proxies" / "scores.jsonl").is_file()

@@ -1,0 +1,47 @@
+"""Every shipped config parses: each search the report composes (a method, its file for the protocol's
+family, the protocol), each fit, the quick start and the SLURM example; and no file is left unused."""
+from pathlib import Path
+
+import pytest
+
+from benchmarks.report.fits import checkpoint_producers, needed_checkpoints
+from benchmarks.report.protocols import metadata, methods, protocols
+from lightning_nas.bench import config_arguments, resolved_config
+
+ROOT = Path(__file__).resolve().parents[1]
+SEARCHES = [(p, m) for p in protocols() for m in methods()]
+FITS = sorted((ROOT / "configs" / "fits").rglob("*.yaml"))
+PRODUCERS = checkpoint_producers()
+SINGLE_SEARCHES = [ROOT / "configs" / "quickstart.yaml", ROOT / "configs" / "slurm" / "live_search.yaml"]
+
+
+@pytest.mark.parametrize("protocol, method", SEARCHES, ids=[f"{p.name}-{m.name}" for p, m in SEARCHES])
+def test_every_search_of_the_report_parses_on_its_protocol(protocol, method):
+    config = resolved_config(["search", *config_arguments(protocol.configs(method))])
+    data = config["data"]["init_args"]
+    assert (data["target"], config["report"]) == (protocol.target, list(protocol.report))
+    assert [Path(table).name for table in data["benchmark"]] == list(protocol.tables)
+    assert config["strategy"]["class_path"].startswith("lightning_nas.search.")
+    for ckpt in needed_checkpoints(config):  # CR-LSO's per-seed fits derive from the config that writes it
+        assert ckpt in PRODUCERS, (protocol.name, method.name, ckpt)
+
+
+@pytest.mark.parametrize("path", FITS, ids=[str(p.relative_to(ROOT / "configs" / "fits")) for p in FITS])
+def test_every_fit_config_parses(path):
+    config = resolved_config(["fit", "--config", str(path)])
+    assert config["model"]["class_path"].startswith("lightning_nas.predictors.")
+    assert config["data"]["class_path"].startswith("lightning_nas.data.")
+
+
+@pytest.mark.parametrize("path", SINGLE_SEARCHES, ids=lambda p: p.name)
+def test_the_quick_start_and_the_slurm_example_parse(path):
+    assert resolved_config(["search", "--config", str(path)])["oracle"]["class_path"]
+
+
+def test_every_config_file_is_used_and_every_name_exists():
+    used = {c for p, m in SEARCHES for c in p.configs(m)} | set(FITS) | set(SINGLE_SEARCHES)
+    assert set((ROOT / "configs").rglob("*.yaml")) == used
+    names = {p.name for p in protocols()}
+    assert set(metadata()["order"]) == names and set(metadata()["partial"]) <= names
+    assert all(set(why) <= {m.name for m in methods()} for why in metadata()["skipped"].values())
+
