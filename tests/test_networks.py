@@ -15,8 +15,9 @@ from lightning_nas.proxies.networks import (
     prune_spec,
     vertex_channels,
 )
-from lightning_nas.proxies.zero_cost import ProxyBatch, flops, run_every_edge
+from lightning_nas.proxies.zero_cost import run_every_edge
 from lightning_nas.spaces import get_space
+from lightning_nas.spaces.flops import count_flops
 
 NB201 = get_space("nb201")
 ALL_CONV3 = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
@@ -57,11 +58,11 @@ def test_nb201_params_and_flops_equal_the_benchmark(classes, resolution):
     assert count_parameters(_on_meta(NB201.from_string(ALL_CONV3), num_classes=classes)) == max_params
     for s in NO_CONV:
         assert count_parameters(_on_meta(NB201.from_string(s), num_classes=classes)) == min_params
-    batch = ProxyBatch(torch.zeros(1, 3, resolution, resolution), torch.zeros(1, dtype=torch.long))
-    big = run_every_edge(build_network(NB201.from_string(ALL_CONV3), num_classes=classes))
-    small = run_every_edge(build_network(NB201.from_string(NO_CONV[0]), num_classes=classes))
-    assert flops(big, batch) == pytest.approx(max_flops, abs=1e-5)
-    assert flops(small, batch) == pytest.approx(min_flops, abs=1e-5)
+    # NB201's own `flop` field follows xautodl's counter (conv and linear only)
+    big = _on_meta(NB201.from_string(ALL_CONV3), num_classes=classes)
+    small = _on_meta(NB201.from_string(NO_CONV[0]), num_classes=classes)
+    assert count_flops(big, (3, resolution, resolution), "xautodl") == pytest.approx(max_flops, abs=1e-5)
+    assert count_flops(small, (3, resolution, resolution), "xautodl") == pytest.approx(min_flops, abs=1e-5)
 
 
 def test_nb201_parameters_grow_by_one_relu_conv_bn_per_conv_edge():

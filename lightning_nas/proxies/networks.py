@@ -25,6 +25,7 @@ from torch import nn
 
 from lightning_nas.spaces.base import Architecture, get_space
 from lightning_nas.spaces.cell_on_edges import EDGES, NUM_NODES
+from lightning_nas.spaces.flops import GlobalMeanPool
 
 
 # --- shared layers ----------------------------------------------------------------------------
@@ -94,11 +95,12 @@ class EdgeCell(nn.Module):
             {str(e): make_op(op, src) for e, (op, (src, _)) in enumerate(zip(genotype, EDGES)) if op != none_op}
         )
         self.used = _used_nodes(genotype, none_op)
+        self.every_op = False  # compute dead nodes too (see lightning_nas.spaces.flops.EVERY_OP)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         nodes: list[torch.Tensor | None] = [x]
         for dst in range(1, NUM_NODES):
-            if not self.used[dst]:
+            if not (self.used[dst] or self.every_op):
                 nodes.append(None)
                 continue
             terms = [self.edges[str(e)](nodes[src]) for e, (src, d) in enumerate(EDGES) if d == dst and str(e) in self.edges]
@@ -115,10 +117,12 @@ class EdgeCell(nn.Module):
 class ClassifierNetwork(nn.Module):
     """stem -> body -> `head` (normalisation before pooling, if any) -> global pool -> linear."""
 
-    def __init__(self, stem: nn.Module, body: nn.Module, head: nn.Module, channels: int, num_classes: int):
+    def __init__(
+        self, stem: nn.Module, body: nn.Module, head: nn.Module, channels: int, num_classes: int, pool: nn.Module | None = None
+    ):
         super().__init__()
         self.stem, self.body, self.head = stem, body, head
-        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.pool = nn.AdaptiveAvgPool2d(1) if pool is None else pool
         self.classifier = nn.Linear(channels, num_classes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
@@ -358,7 +362,8 @@ def nb101_network(
         for _ in range(modules_per_stack):
             layers.append(NB101Module(matrix, ops, c, c_out))
             c = c_out
-    return ClassifierNetwork(stem, nn.Sequential(*layers), nn.Identity(), c, num_classes)
+    # NB101's model pools with torch.mean (free under the NASLib FLOPs convention)
+    return ClassifierNetwork(stem, nn.Sequential(*layers), nn.Identity(), c, num_classes, GlobalMeanPool())
 
 
 # --- dispatch ---------------------------------------------------------------------------------

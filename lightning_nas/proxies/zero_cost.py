@@ -18,8 +18,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from lightning_nas.proxies.networks import EdgeCell, build_network, count_parameters
+from lightning_nas.proxies.networks import build_network, count_parameters
 from lightning_nas.spaces.base import Architecture
+from lightning_nas.spaces.flops import compute_every_op, count_flops
 
 
 @dataclass(frozen=True)
@@ -59,28 +60,10 @@ def params(net: nn.Module, batch: ProxyBatch) -> float:
     return float(count_parameters(net))
 
 
-@torch.no_grad()
 def flops(net: nn.Module, batch: ProxyBatch) -> float:
-    """Multiply-accumulates of Conv2d and Linear layers (bias included) for one input, in
-    millions: the convention of the NB201 benchmark's `get_model_infos` (pooling not counted)."""
-    total = [0]
-
-    def conv_hook(m: nn.Conv2d, _inp, out):
-        kh, kw = m.kernel_size
-        per_position = kh * kw * m.in_channels * m.out_channels // m.groups + (m.out_channels if m.bias is not None else 0)
-        total[0] += per_position * out.shape[2] * out.shape[3]
-
-    def linear_hook(m: nn.Linear, _inp, out):
-        total[0] += m.in_features * m.out_features + (m.out_features if m.bias is not None else 0)
-
-    handles = [m.register_forward_hook(conv_hook if isinstance(m, nn.Conv2d) else linear_hook) for m in _weighted_layers(net)]
-    try:
-        net.eval()
-        net(torch.zeros(1, *batch.input_shape))
-    finally:
-        for h in handles:
-            h.remove()
-    return total[0] / 1e6
+    """MFLOPs of one input under NAS-Bench-Suite-Zero's convention (NASLib's `flops` proxy;
+    `lightning_nas.spaces.flops`), every op of every cell counted."""
+    return count_flops(net, batch.input_shape)
 
 
 def synflow(net: nn.Module, batch: ProxyBatch) -> float:
@@ -261,10 +244,7 @@ def check_proxy(name: str) -> Proxy:
 def run_every_edge(net: nn.Module) -> nn.Module:
     """Compute every cell edge, as the benchmarks' own networks do: proxies that read activations
     or BN statistics (NWOT, Zen) and FLOPs then see the dead branches the benchmark code runs."""
-    for m in net.modules():
-        if isinstance(m, EdgeCell):
-            m.used = [True] * len(m.used)
-    return net
+    return compute_every_op(net)
 
 
 def score_architecture(
