@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from lightning_nas.proxies.zero_cost import ProxyBatch, flops, run_every_edge
 from lightning_nas.spaces import InvalidArchitectureError, get_space
+from lightning_nas.spaces.flops import compute_every_op, count_flops
 from lightning_nas.spaces.layers import count_parameters
 from lightning_nas.spaces.nb101.cells import prune
 from lightning_nas.spaces.nb101.network import nb101_network, vertex_channels
@@ -57,11 +57,11 @@ def test_nb201_params_and_flops_equal_the_benchmark(classes, resolution):
     assert count_parameters(_on_meta(NB201.from_string(ALL_CONV3), num_classes=classes)) == max_params
     for s in NO_CONV:
         assert count_parameters(_on_meta(NB201.from_string(s), num_classes=classes)) == min_params
-    batch = ProxyBatch(torch.zeros(1, 3, resolution, resolution), torch.zeros(1, dtype=torch.long))
-    big = run_every_edge(build_network(NB201.from_string(ALL_CONV3), num_classes=classes))
-    small = run_every_edge(build_network(NB201.from_string(NO_CONV[0]), num_classes=classes))
-    assert flops(big, batch) == pytest.approx(max_flops, abs=1e-5)
-    assert flops(small, batch) == pytest.approx(min_flops, abs=1e-5)
+    # NB201's own `flop` field follows xautodl's counter (conv and linear only)
+    big = _on_meta(NB201.from_string(ALL_CONV3), num_classes=classes)
+    small = _on_meta(NB201.from_string(NO_CONV[0]), num_classes=classes)
+    assert count_flops(big, (3, resolution, resolution), "xautodl") == pytest.approx(max_flops, abs=1e-5)
+    assert count_flops(small, (3, resolution, resolution), "xautodl") == pytest.approx(min_flops, abs=1e-5)
 
 
 def test_nb201_parameters_grow_by_one_relu_conv_bn_per_conv_edge():
@@ -84,7 +84,7 @@ def test_skipping_dead_branches_does_not_change_the_output(mode):
     dead = NB201.from_string("|nor_conv_3x3~0|+|nor_conv_1x1~0|nor_conv_3x3~1|+|skip_connect~0|none~1|none~2|")
     torch.manual_seed(0)
     pruned = build_network(dead, channels=8, cells_per_stage=2)
-    full = run_every_edge(build_network(dead, channels=8, cells_per_stage=2))
+    full = compute_every_op(build_network(dead, channels=8, cells_per_stage=2))
     full.load_state_dict(pruned.state_dict())
     getattr(pruned, mode)(), getattr(full, mode)()
     x = torch.randn(4, 3, 16, 16)

@@ -16,11 +16,11 @@ from lightning_nas.proxies.zero_cost import (
     DATA_FREE,
     PROXIES,
     ProxyBatch,
-    run_every_edge,
     score_architecture,
     score_proxies,
 )
 from lightning_nas.spaces import get_space
+from lightning_nas.spaces.flops import compute_every_op
 
 NB201 = get_space("nb201")
 SMALL = {"channels": 8, "cells_per_stage": 1}
@@ -90,7 +90,7 @@ def test_size_proxies_rank_a_conv_cell_above_a_pooling_cell(scores):
 
 def test_snip_and_grad_norm_match_a_direct_autograd_computation(batch, scores):
     torch.manual_seed(0)
-    net = run_every_edge(NB201.network(CONVS, **SMALL))
+    net = compute_every_op(NB201.network(CONVS, **SMALL))
     net.train()
     loss = nn.functional.cross_entropy(net(batch.inputs), batch.targets)
     layers = [m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]

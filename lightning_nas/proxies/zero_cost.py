@@ -20,7 +20,8 @@ from torch import nn
 
 from lightning_nas.errors import ConfigError
 from lightning_nas.spaces.base import Architecture, get_space
-from lightning_nas.spaces.layers import SkipsDeadBranches, count_parameters
+from lightning_nas.spaces.flops import compute_every_op, count_flops
+from lightning_nas.spaces.layers import count_parameters
 
 
 @dataclass(frozen=True)
@@ -60,28 +61,10 @@ def params(net: nn.Module, batch: ProxyBatch) -> float:
     return float(count_parameters(net))
 
 
-@torch.no_grad()
 def flops(net: nn.Module, batch: ProxyBatch) -> float:
-    """Multiply-accumulates of Conv2d and Linear layers (bias included) for one input, in
-    millions: the convention of the NB201 benchmark's `get_model_infos` (pooling not counted)."""
-    total = [0]
-
-    def conv_hook(m: nn.Conv2d, _inp, out):
-        kh, kw = m.kernel_size
-        per_position = kh * kw * m.in_channels * m.out_channels // m.groups + (m.out_channels if m.bias is not None else 0)
-        total[0] += per_position * out.shape[2] * out.shape[3]
-
-    def linear_hook(m: nn.Linear, _inp, out):
-        total[0] += m.in_features * m.out_features + (m.out_features if m.bias is not None else 0)
-
-    handles = [m.register_forward_hook(conv_hook if isinstance(m, nn.Conv2d) else linear_hook) for m in _weighted_layers(net)]
-    try:
-        net.eval()
-        net(torch.zeros(1, *batch.input_shape))
-    finally:
-        for h in handles:
-            h.remove()
-    return total[0] / 1e6
+    """MFLOPs of one input under NAS-Bench-Suite-Zero's convention (NASLib's `flops` proxy;
+    `lightning_nas.spaces.flops`), every op of every cell counted."""
+    return count_flops(net, batch.input_shape)
 
 
 def synflow(net: nn.Module, batch: ProxyBatch) -> float:
@@ -259,15 +242,6 @@ def check_proxy(name: str) -> Proxy:
         raise ConfigError(f"unknown zero-cost proxy {name!r}; available: {', '.join(PROXIES)}") from None
 
 
-def run_every_edge(net: nn.Module) -> nn.Module:
-    """Compute every cell edge, as the benchmarks' own networks do: proxies that read activations
-    or BN statistics (NWOT, Zen) and FLOPs then see the dead branches the benchmark code runs."""
-    for m in net.modules():
-        if isinstance(m, SkipsDeadBranches):
-            m.run_every_edge()
-    return net
-
-
 def score_architecture(
     a: Architecture,
     proxy: str,
@@ -285,7 +259,7 @@ def _on_fresh_network(a: Architecture, fn, batch: ProxyBatch, seed: int, num_cla
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = get_space(a.space).network(a, num_classes, batch.input_shape[0], **(network_options or {}))
-        return fn(run_every_edge(net), batch)
+        return fn(compute_every_op(net), batch)  # as the benchmarks' own networks run
 
 
 def score_proxies(

@@ -34,13 +34,10 @@ class EdgeCell(SkipsDeadBranches):
         )
         self.used = _used_nodes(genotype, none_op)
 
-    def run_every_edge(self) -> None:
-        self.used = [True] * len(self.used)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         nodes: list[torch.Tensor | None] = [x]
         for dst in range(1, NUM_NODES):
-            if not self.used[dst]:
+            if not (self.used[dst] or self.every_op):
                 nodes.append(None)
                 continue
             terms = [self.edges[str(e)](nodes[src]) for e, (src, d) in enumerate(EDGES) if d == dst and str(e) in self.edges]

@@ -260,6 +260,13 @@ class DARTSSpace(SearchSpace):
 
         return DartsCodec(self)
 
+    def network(self, a: Architecture, num_classes: int = 10, in_channels: int = 3, **options):
+        """The network NAS-Bench-301 trains (`lightning_nas.spaces.darts.network.darts_network`):
+        options `channels` (C, 32), `layers` (8), `input_size`, `auxiliary`, `affine`, `pool_bn`."""
+        from lightning_nas.spaces.darts.network import darts_network
+
+        return darts_network(self.to_genotype(a), num_classes, in_channels=in_channels, **options)
+
 
 # --- featurisation helpers ----------------------------------------------------------------
 def _cell_paths(cell: Cell) -> list[tuple[int, tuple[int, ...]]]:

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from lightning_nas.spaces.base import InvalidArchitectureError
-from lightning_nas.spaces.layers import ClassifierNetwork
+from lightning_nas.spaces.layers import ClassifierNetwork, GlobalMeanPool
 from lightning_nas.spaces.nb101.cells import INPUT, OPS, OUTPUT, prune
 
 
@@ -123,4 +123,5 @@ def nb101_network(
         for _ in range(modules_per_stack):
             layers.append(NB101Module(matrix, ops, c, c_out))
             c = c_out
-    return ClassifierNetwork(stem, nn.Sequential(*layers), nn.Identity(), c, num_classes)
+    # NB101's model pools with torch.mean (free under the NASLib FLOPs convention)
+    return ClassifierNetwork(stem, nn.Sequential(*layers), nn.Identity(), c, num_classes, GlobalMeanPool())
