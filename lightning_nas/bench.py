@@ -100,7 +100,7 @@ def resolved_config(args: list[str]) -> dict[str, Any]:
     return _plain(parsed[subcommand].as_dict())
 
 
-class _Parser(Exception):
+class _ParserBuilt(Exception):
     """Carries the CLI's parser out of its constructor, which would go on to instantiate and run."""
 
 
@@ -113,7 +113,7 @@ def _parser(kind: str):
 
     class ParserOnly(base):
         def parse_arguments(self, parser, args) -> None:
-            raise _Parser(parser)
+            raise _ParserBuilt(parser)
 
     if kind == "search":
         import_search_plugins()
@@ -123,7 +123,7 @@ def _parser(kind: str):
         kwargs = dict(subclass_mode_model=True)
     try:
         ParserOnly(datamodule_class=None, args=[], parser_kwargs={"exit_on_error": False}, **kwargs)
-    except _Parser as built:
+    except _ParserBuilt as built:
         return built.args[0]
     raise AssertionError("LightningCLI no longer calls parse_arguments")
 

@@ -496,7 +496,7 @@ def test_report_given_as_one_name(tmp_path, capsys):
 
 @pytest.mark.parametrize("option, value", [("--seeds", "-3"), ("--workers", "0"), ("--budgets", "0")])
 def test_bench_names_the_bad_option(tmp_path, capsys, option, value):
-    assert main(["bench", "--config", RE_CONFIG, "--out", str(tmp_path / "bench"), option, value]) == 2
+    assert main(["bench", "--config", RE_CONFIGS[0], "--config", RE_CONFIGS[1], "--out", str(tmp_path / "bench"), option, value]) == 2
     assert error_line(capsys) == f"lightning-nas: error: {option} must be positive, got {value}"
     assert not (tmp_path / "bench").exists()
 
@@ -510,7 +510,7 @@ class CtrlCAtEpoch1(Callback):
 
 
 def test_ctrl_c_during_fit_says_how_to_resume(tmp_path, capsys, shared):
-    args = ["fit", "--config", "configs/nb201/gin_fit.yaml", "--data.init_args.benchmark", str(shared / "nb201_200ep.csv.gz"),
+    args = ["fit", "--config", "configs/fits/nb201/gin.yaml", "--data.init_args.benchmark", str(shared / "nb201_200ep.csv.gz"),
             "--data.init_args.num_labelled", "20", "--data.init_args.max_val", "20", "--data.init_args.batch_size", "10",
             "--trainer.max_epochs", "3", "--trainer.default_root_dir", str(tmp_path),
             "--trainer.callbacks.init_args.dirpath", str(tmp_path), "--trainer.enable_progress_bar", "false"]
