@@ -79,15 +79,24 @@ def recipe(configs: Sequence[str | Path], seed: int, arguments: list[str]) -> st
 
 
 def portable(config: dict[str, Any]) -> dict[str, Any]:
-    """A resolved config without what depends on where files are: the config files it was read from
-    are dropped and tables are named by their file name, so a run is the same run wherever the
-    repository and the tables are kept."""
-    config = {key: value for key, value in config.items() if key != "config"}
+    """A resolved config without what depends on where files are or on the version that parsed it:
+    the config files it was read from are dropped, tables are named by their file name (a run is the
+    same run wherever the repository and the tables are kept), and arguments left at None are
+    dropped (an option a later version adds with a None default does not make another run)."""
+    config = without_nulls({key: value for key, value in config.items() if key != "config"})
     data = (config.get("data") or {}).get("init_args") or {}
     if data.get("benchmark"):
         tables = data["benchmark"] if isinstance(data["benchmark"], list) else [data["benchmark"]]
         data["benchmark"] = [Path(table).name for table in tables]
     return config
+
+
+def without_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [without_nulls(v) for v in value]
+    return value
 
 
 def resolved_config(args: list[str]) -> dict[str, Any]:
@@ -155,7 +164,10 @@ def _same_recipe(run: Path, recipe: str) -> bool:
     written = run / RECIPE_FILE
     if not written.is_file():  # empty, or made by a version without recipes (whose checkpoints cannot resume)
         return not any(run.iterdir())
-    return written.read_text() == recipe
+    try:
+        return without_nulls(json.loads(written.read_text())) == without_nulls(json.loads(recipe))
+    except json.JSONDecodeError:  # not a recipe this version writes
+        return False
 
 
 def summarize(run_dirs: list[str], budgets: list[int], configs: Sequence[str], optimum: str | None) -> dict[str, Any]:
