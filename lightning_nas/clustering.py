@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from lightning_nas.errors import ConfigError
+
 #: rows per distance block; a block costs chunk x N x 4 bytes
 DEFAULT_CHUNK = 2048
 
@@ -50,13 +52,13 @@ def kmedoids(
 ) -> KMedoidsResult:
     """Cluster the rows of `x` into `k` groups around medoid rows, minimising total L1 distance."""
     if n_init < 1:
-        raise ValueError(f"n_init must be >= 1, got {n_init}")
+        raise ConfigError(f"n_init must be >= 1, got {n_init}")
     points = _as_matrix(x)
     if not 1 <= k <= len(points):
-        raise ValueError(f"k must be between 1 and the number of rows ({len(points)}), got {k}")
+        raise ConfigError(f"k must be between 1 and the number of rows ({len(points)}), got {k}")
     unique, first_index, inverse, counts = _unique_rows(points)
     if len(unique) < k:
-        raise ValueError(
+        raise ConfigError(
             f"only {len(unique)} distinct rows for k={k} clusters; lower k (num_clusters) or use a larger pool"
         )
     data = torch.from_numpy(unique)

@@ -13,6 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
+from lightning_nas.errors import ConfigError
 from lightning_nas.spaces.base import Architecture, SearchSpace
 
 ENCODINGS = ("adjacency", "path", "adjacency+path")
@@ -23,7 +24,7 @@ Edit = tuple[tuple[int, int, int], ...]
 
 def check_encoding(kind: str) -> str:
     if kind not in ENCODINGS:
-        raise ValueError(f"unknown architecture encoding {kind!r}; choose one of: {', '.join(ENCODINGS)}")
+        raise ConfigError(f"unknown architecture encoding {kind!r}; choose one of: {', '.join(ENCODINGS)}")
     return kind
 
 
@@ -82,7 +83,7 @@ def random_edit(space: SearchSpace, a: Architecture, k: int, rng: np.random.Gene
     """k distinct genotype positions of `a`, each changed to another of its values (uniformly)."""
     choices = space.choices()
     if not 1 <= k <= len(choices):
-        raise ValueError(f"k (edit distance) must be in 1..{len(choices)} for the {space.name} space, got {k}")
+        raise ConfigError(f"k (edit distance) must be in 1..{len(choices)} for the {space.name} space, got {k}")
     positions = np.sort(rng.choice(len(choices), size=k, replace=False))
     edit = []
     for i in positions.tolist():

@@ -14,6 +14,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from lightning_nas.errors import ConfigError
 from lightning_nas.spaces.base import Architecture, SearchSpace
 
 
@@ -39,9 +40,9 @@ class ArchitectureController(nn.Module):
         super().__init__()
         self.choices = [int(c) for c in choices]
         if not self.choices or min(self.choices) < 1:
-            raise ValueError(f"every genotype position needs at least one option, got choices={self.choices}")
+            raise ConfigError(f"every genotype position needs at least one option, got choices={self.choices}")
         if temperature is not None and temperature <= 0:
-            raise ValueError(f"temperature must be positive, got {temperature}")
+            raise ConfigError(f"temperature must be positive, got {temperature}")
         self.hidden_size, self.temperature, self.tanh_constant = hidden_size, temperature, tanh_constant
         self.register_buffer("offsets", torch.tensor([0, *self.choices[:-1]]).cumsum(0), persistent=False)
         self.token_embedding = nn.Embedding(sum(self.choices), hidden_size)

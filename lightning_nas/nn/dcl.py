@@ -13,6 +13,8 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.nn import AttentionalAggregation, GINConv
 
+from lightning_nas.errors import ConfigError
+
 
 class NodeAttention(nn.Module):
     """GIN message passing over the op graph, pooled by a learned per-node attention gate.
@@ -53,7 +55,7 @@ class PathAttention(nn.Module):
 
     def forward(self, path: Tensor) -> Tensor:
         if path.shape[1] != self.path_length:
-            raise ValueError(
+            raise ConfigError(
                 f"path encodings have {path.shape[1]} slots but the encoder was built for {self.path_length}; "
                 "set path_length to the search space's path-encoding length"
             )

@@ -10,6 +10,8 @@ import torch
 from torch import nn
 from torch_geometric.nn import GCNConv, global_mean_pool
 
+from lightning_nas.errors import ConfigError
+
 
 class GCNEncoder(nn.Module):
     """op embedding -> `num_layers` x (GCNConv, + residual, ReLU) -> mean pooling.
@@ -30,9 +32,9 @@ class GCNEncoder(nn.Module):
     ):
         super().__init__()
         if in_channels < 1 or hidden < 1:
-            raise ValueError(f"in_channels and hidden must be positive, got {in_channels} and {hidden}")
+            raise ConfigError(f"in_channels and hidden must be positive, got {in_channels} and {hidden}")
         if num_layers < 1:
-            raise ValueError(f"a GCN needs at least one layer, got num_layers={num_layers}")
+            raise ConfigError(f"a GCN needs at least one layer, got num_layers={num_layers}")
         self.embedding = nn.Linear(in_channels, hidden, bias=False)
         self.convs = nn.ModuleList(GCNConv(hidden, hidden, normalize=normalize) for _ in range(num_layers))
         self.bidirectional = bidirectional

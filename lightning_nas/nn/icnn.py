@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from lightning_nas.errors import ConfigError
+
 #: activations that are convex and non-decreasing (LeakyReLU needs a slope in [0, 1])
 CONVEX_ACTIVATIONS = ("leaky_relu", "relu", "softplus")
 
@@ -21,13 +23,13 @@ CONVEX_ACTIVATIONS = ("leaky_relu", "relu", "softplus")
 def convex_activation(name: str, negative_slope: float = 0.01) -> nn.Module:
     if name == "leaky_relu":
         if not 0.0 <= negative_slope <= 1.0:
-            raise ValueError(f"LeakyReLU is convex and non-decreasing only for a slope in [0, 1], got {negative_slope}")
+            raise ConfigError(f"LeakyReLU is convex and non-decreasing only for a slope in [0, 1], got {negative_slope}")
         return nn.LeakyReLU(negative_slope)
     if name == "relu":
         return nn.ReLU()
     if name == "softplus":
         return nn.Softplus()
-    raise ValueError(f"activation {name!r} is not one of the convex non-decreasing ones: {', '.join(CONVEX_ACTIVATIONS)}")
+    raise ConfigError(f"activation {name!r} is not one of the convex non-decreasing ones: {', '.join(CONVEX_ACTIVATIONS)}")
 
 
 class ICNN(nn.Module):
@@ -37,7 +39,7 @@ class ICNN(nn.Module):
         """`num_layers` counts the hidden layers (CR-LSO appendix A: 3 layers of 256)."""
         super().__init__()
         if num_layers < 1:
-            raise ValueError(f"an ICNN needs at least one hidden layer, got num_layers={num_layers}")
+            raise ConfigError(f"an ICNN needs at least one hidden layer, got num_layers={num_layers}")
         self.act = convex_activation(activation)
         self.input_layer = nn.Linear(in_features, hidden)
         # z-paths: hidden -> hidden and hidden -> output, constrained non-negative, no bias (the x-path has it)

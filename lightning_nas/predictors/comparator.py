@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from torchmetrics.classification import BinaryAccuracy
 
+from lightning_nas.errors import ConfigError
 from lightning_nas.nn.gcn import GCNEncoder
 from lightning_nas.predictors.base import Predictor
 from lightning_nas.spaces.base import Architecture, get_space
@@ -53,9 +54,9 @@ class NeuralArchitectureComparator(Predictor):
         super().__init__()
         self.save_hyperparameters()
         if pseudo_ratio < 0:
-            raise ValueError(f"pseudo_ratio must be >= 0, got {pseudo_ratio}")
+            raise ConfigError(f"pseudo_ratio must be >= 0, got {pseudo_ratio}")
         if reference_size < 1:
-            raise ValueError(f"reference_size must be >= 1, got {reference_size}")
+            raise ConfigError(f"reference_size must be >= 1, got {reference_size}")
         self.space = get_space(space)
         rng = np.random.default_rng(reference_seed)
         self.reference = [self.space.sample(rng) for _ in range(reference_size)]

@@ -26,6 +26,7 @@ from torch.nn import functional as F
 from torch_geometric.loader import DataLoader
 from torchmetrics.functional.regression import kendall_rank_corrcoef
 
+from lightning_nas.errors import ConfigError
 from lightning_nas.nn.gvae import GVAE, GraphEncoder, kl_divergence, reconstruction_loss
 from lightning_nas.nn.icnn import ICNN, MLPHead
 from lightning_nas.predictors.base import Predictor
@@ -78,9 +79,9 @@ class CRLSOModel(Predictor):
         the authors' code uses 0.01)."""
         super().__init__()
         if head not in HEADS:
-            raise ValueError(f"head must be one of {', '.join(HEADS)}, got {head!r}")
+            raise ConfigError(f"head must be one of {', '.join(HEADS)}, got {head!r}")
         if latent_dim < 1:
-            raise ValueError(f"latent_dim must be >= 1, got {latent_dim}")
+            raise ConfigError(f"latent_dim must be >= 1, got {latent_dim}")
         self.save_hyperparameters()
         self.space = get_space(space)
         self.codec = self.space.codec()
@@ -126,14 +127,14 @@ class CRLSOModel(Predictor):
     def on_fit_start(self) -> None:
         dm = self.trainer.datamodule
         if dm is None or not hasattr(dm, "pool_archs"):
-            raise ValueError(
+            raise ConfigError(
                 "CRLSOModel trains on a G-VAE pool: use data.class_path: lightning_nas.data.gvae.GVAEDataModule"
             )
         if dm.space.name != self.space.name:
-            raise ValueError(f"model.space is {self.space.name!r} but the data is a {dm.space.name!r} benchmark")
+            raise ConfigError(f"model.space is {self.space.name!r} but the data is a {dm.space.name!r} benchmark")
         archs, y = dm.train_archs, torch.as_tensor(dm.train_y, dtype=torch.float32)
         if len(archs) < 2:
-            raise ValueError("CR-LSO's semi-supervised predictor needs at least 2 labelled architectures: raise data.num_labelled")
+            raise ConfigError("CR-LSO's semi-supervised predictor needs at least 2 labelled architectures: raise data.num_labelled")
         self.labelled_genotypes = torch.tensor([a.genotype for a in archs], dtype=torch.long, device=self.device)
         self.labelled_y = y.to(self.device)
         self.y_stats = torch.tensor([dm.y_mean, dm.y_std], device=self.device)

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch_geometric.data import Batch
 
+from lightning_nas.errors import ConfigError, MissingFileError
 from lightning_nas.encodings.graph import to_batch
 from lightning_nas.nn.dcl import ScoreHead, SoftEncoder
 from lightning_nas.predictors.base import Predictor
@@ -114,14 +115,14 @@ class ContrastivePretrainer(L.LightningModule):
     def on_fit_start(self) -> None:
         dm = self.trainer.datamodule
         if dm is None or not all(hasattr(dm, name) for name in ("medoids", "crowding", "space")):
-            raise ValueError(
+            raise ConfigError(
                 "ContrastivePretrainer needs the clustered pool as data: "
                 "data.class_path: lightning_nas.data.pool.ClusteredPoolDataModule"
             )
         if dm.space.name != self.hparams.space:
-            raise ValueError(f"model.space is {self.hparams.space!r} but the data pool is {dm.space.name!r}")
+            raise ConfigError(f"model.space is {self.hparams.space!r} but the data pool is {dm.space.name!r}")
         if len(dm.medoids) != self.hparams.num_clusters:
-            raise ValueError(
+            raise ConfigError(
                 f"model.num_clusters={self.hparams.num_clusters} but the data has {len(dm.medoids)} clusters; "
                 "set both to the same value"
             )
@@ -183,9 +184,9 @@ class RankingFinetuner(Predictor):
     ):
         super().__init__()
         if loss not in ("ranking", "mse"):
-            raise ValueError(f"loss must be 'ranking' or 'mse', got {loss!r}")
+            raise ConfigError(f"loss must be 'ranking' or 'mse', got {loss!r}")
         if encoder_lr_scale < 0:
-            raise ValueError(f"encoder_lr_scale must be >= 0, got {encoder_lr_scale}")
+            raise ConfigError(f"encoder_lr_scale must be >= 0, got {encoder_lr_scale}")
         self.save_hyperparameters()
         self.encoder = build_encoder(self.hparams)
         self.head = ScoreHead(embed_dim, head_hidden, dropout)
@@ -196,7 +197,7 @@ class RankingFinetuner(Predictor):
         """Copy the soft encoder of a stage-1 (`ContrastivePretrainer`) checkpoint into this model."""
         file = Path(path)
         if not file.is_file():
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"stage-1 checkpoint {file} does not exist; run `lightning-nas fit` with the dcl_enas_pretrain config first"
             )
         ckpt = torch.load(file, map_location="cpu", weights_only=True)
@@ -204,11 +205,11 @@ class RankingFinetuner(Predictor):
         mismatched = [k for k in ENCODER_KEYS if k in theirs and theirs[k] != self.hparams[k]]
         if mismatched:
             detail = ", ".join(f"{k}: checkpoint {theirs[k]!r} vs model {self.hparams[k]!r}" for k in mismatched)
-            raise ValueError(f"stage-1 checkpoint {file} has a different soft encoder ({detail}); use the same settings")
+            raise ConfigError(f"stage-1 checkpoint {file} has a different soft encoder ({detail}); use the same settings")
         prefix = "encoder."
         state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
         if not state:
-            raise ValueError(f"{file} holds no soft encoder weights: is it a ContrastivePretrainer checkpoint?")
+            raise ConfigError(f"{file} holds no soft encoder weights: is it a ContrastivePretrainer checkpoint?")
         self.encoder.load_state_dict(state)
 
     def forward(self, batch) -> Tensor:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from lightning_nas.errors import ConfigError
 from lightning_nas.predictors.base import Predictor
 
 
@@ -23,7 +24,7 @@ class PathMLPRegressor(Predictor):
         """`path_length`: length of the space's path encoding (nb201: 84, tnb101_micro: 39)."""
         super().__init__()
         if num_layers < 1:
-            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+            raise ConfigError(f"num_layers must be >= 1, got {num_layers}")
         self.save_hyperparameters()
         layers: list[nn.Module] = []
         width = path_length
@@ -34,7 +35,7 @@ class PathMLPRegressor(Predictor):
 
     def forward(self, batch) -> torch.Tensor:
         if batch.path.shape[1] != self.hparams.path_length:
-            raise ValueError(
+            raise ConfigError(
                 f"path encodings have {batch.path.shape[1]} slots; set model path_length to that value"
             )
         return self.mlp(batch.path).squeeze(-1)

@@ -11,6 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
+from lightning_nas.errors import ConfigError
 from lightning_nas.io import atomic_write
 from lightning_nas.proxies.oracle import proxy_batch
 from lightning_nas.proxies.zero_cost import score_architecture
@@ -59,9 +60,9 @@ class ProxyCache:
         try:
             stored = json.loads(self.path.read_text())
         except json.JSONDecodeError:
-            raise ValueError(f"proxy cache {self.path} is not valid JSON; delete it to recompute") from None
+            raise ConfigError(f"proxy cache {self.path} is not valid JSON; delete it to recompute") from None
         if stored.get("settings") != self.settings:
-            raise ValueError(f"proxy cache {self.path} was written with other settings; delete it to recompute")
+            raise ConfigError(f"proxy cache {self.path} was written with other settings; delete it to recompute")
         return {k: float(v) for k, v in stored["values"].items()}
 
     def save(self) -> None:

@@ -38,6 +38,7 @@ from typing import Any, Sequence
 
 import torch
 
+from lightning_nas.errors import ConfigError
 from lightning_nas.search.strategy import Strategy
 from lightning_nas.search.surrogate import LatentSurrogate
 from lightning_nas.spaces.base import Architecture
@@ -96,18 +97,18 @@ class CRLSO(Strategy):
         in units of the per-dimension spread. (The paper's eta / sigma values did not survive;
         the authors' code steps in raw latent units, which depend on the trained model's scale.)"""
         if top_k < 1:
-            raise ValueError(f"top_k must be >= 1, got {top_k}")
+            raise ConfigError(f"top_k must be >= 1, got {top_k}")
         if not 0 < step_size <= max_step_size:
-            raise ValueError(f"need 0 < step_size <= max_step_size, got {step_size} and {max_step_size}")
+            raise ConfigError(f"need 0 < step_size <= max_step_size, got {step_size} and {max_step_size}")
         if step_increment <= 0 or noise_increment <= 0 or noise < 0:
-            raise ValueError("step_increment and noise_increment must be > 0 and noise >= 0")
+            raise ConfigError("step_increment and noise_increment must be > 0 and noise >= 0")
         if max_attempts < 1:
-            raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
+            raise ConfigError(f"max_attempts must be >= 1, got {max_attempts}")
         for name, value, allowed in (("seed_latent", seed_latent, SEED_LATENTS),
                                      ("finetune_target", finetune_target, FINETUNE_TARGETS),
                                      ("finetune_from", finetune_from, FINETUNE_STARTS)):
             if value not in allowed:
-                raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+                raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
         self.top_k, self.step_size, self.step_increment = top_k, step_size, step_increment
         self.max_step_size, self.noise, self.noise_increment = max_step_size, noise, noise_increment
         self.normalize_gradient, self.max_attempts = normalize_gradient, max_attempts

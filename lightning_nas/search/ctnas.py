@@ -22,6 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from lightning_nas.errors import ConfigError
 from lightning_nas.nn.controller import ArchitectureController, PolicySample, sample_valid, split_valid
 from lightning_nas.search.strategy import Strategy
 from lightning_nas.search.surrogate import PairwiseSurrogate
@@ -66,18 +67,18 @@ class CTNAS(Strategy):
         max_draws: int = 50,
     ):
         if invalid_samples not in INVALID_SAMPLE_POLICIES:
-            raise ValueError(f"invalid_samples must be one of {INVALID_SAMPLE_POLICIES}, got {invalid_samples!r}")
+            raise ConfigError(f"invalid_samples must be one of {INVALID_SAMPLE_POLICIES}, got {invalid_samples!r}")
         if not 0.5 <= pseudo_threshold <= 1.0:
-            raise ValueError(f"pseudo_threshold is a confidence in [0.5, 1], got {pseudo_threshold}")
+            raise ConfigError(f"pseudo_threshold is a confidence in [0.5, 1], got {pseudo_threshold}")
         for name, value in [("controller_steps", controller_steps), ("samples_per_step", samples_per_step),
                             ("baseline_every", baseline_every), ("num_derive", num_derive),
                             ("candidate_pool", candidate_pool), ("max_draws", max_draws)]:
             if value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}")
+                raise ConfigError(f"{name} must be >= 1, got {value}")
         if random_candidates < 0:
-            raise ValueError(f"random_candidates must be >= 0, got {random_candidates}")
+            raise ConfigError(f"random_candidates must be >= 0, got {random_candidates}")
         if initial_size < 2:
-            raise ValueError(f"initial_size must be >= 2 (the NAC learns from pairs), got {initial_size}")
+            raise ConfigError(f"initial_size must be >= 2 (the NAC learns from pairs), got {initial_size}")
         self.initial_size, self.controller_steps, self.samples_per_step = initial_size, controller_steps, samples_per_step
         self.hidden_size, self.controller_lr, self.entropy_coeff = hidden_size, controller_lr, entropy_coeff
         self.grad_clip, self.baseline_every, self.num_derive = grad_clip, baseline_every, num_derive

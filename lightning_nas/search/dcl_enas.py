@@ -22,6 +22,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
+from lightning_nas.errors import ConfigError
 from lightning_nas.clustering import manhattan
 from lightning_nas.search.strategy import Strategy
 from lightning_nas.search.surrogate import Surrogate, as_numpy
@@ -51,15 +52,15 @@ class DCLENAS(Strategy):
         (or already chosen) architecture; both terms in units of their spread over the candidates.
         0 = the predicted score alone."""
         if random_candidates < 0 or uncertainty_weight < 0:
-            raise ValueError(f"random_candidates and uncertainty_weight must be >= 0, got {random_candidates} "
+            raise ConfigError(f"random_candidates and uncertainty_weight must be >= 0, got {random_candidates} "
                              f"and {uncertainty_weight}")
         _check_positive(initial_size=initial_size, population_size=population_size,
                         offspring_size=offspring_size, generations=generations, infill_size=infill_size)
         if not 1 <= tournament_size <= population_size:
-            raise ValueError(f"need 1 <= tournament_size <= population_size, got {tournament_size} and {population_size}")
+            raise ConfigError(f"need 1 <= tournament_size <= population_size, got {tournament_size} and {population_size}")
         for name, p in (("crossover_prob", crossover_prob), ("mutation_prob", mutation_prob)):
             if not 0.0 <= p <= 1.0:
-                raise ValueError(f"{name} must be a probability in [0, 1], got {p}")
+                raise ConfigError(f"{name} must be a probability in [0, 1], got {p}")
         self.initial_size, self.population_size, self.offspring_size = initial_size, population_size, offspring_size
         self.generations, self.tournament_size, self.infill_size = generations, tournament_size, infill_size
         self.crossover_prob, self.mutation_prob = crossover_prob, mutation_prob
@@ -222,4 +223,4 @@ class DCLENAS(Strategy):
 def _check_positive(**values: int) -> None:
     for name, v in values.items():
         if v < 1:
-            raise ValueError(f"{name} must be >= 1, got {v}")
+            raise ConfigError(f"{name} must be >= 1, got {v}")

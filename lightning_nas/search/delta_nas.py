@@ -23,6 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from lightning_nas.errors import ConfigError
 from lightning_nas.search.strategy import Strategy
 from lightning_nas.search.surrogate import GainSurrogate, Surrogate
 from lightning_nas.spaces.base import Architecture, SearchSpace
@@ -46,11 +47,11 @@ class DeltaNAS(Strategy):
         finetune_batch_size: int = 64,
     ):
         if population_size < 1:
-            raise ValueError(f"population_size must be >= 1, got {population_size}")
+            raise ConfigError(f"population_size must be >= 1, got {population_size}")
         if accept not in ACCEPT_RULES:
-            raise ValueError(f"accept must be one of {', '.join(ACCEPT_RULES)}, got {accept!r}")
+            raise ConfigError(f"accept must be one of {', '.join(ACCEPT_RULES)}, got {accept!r}")
         if patience is not None and patience < 1:
-            raise ValueError(f"patience must be >= 1 or null (never), got {patience}")
+            raise ConfigError(f"patience must be >= 1 or null (never), got {patience}")
         self.population_size, self.accept, self.min_gain, self.patience = population_size, accept, min_gain, patience
         self.finetune, self.finetune_max_edit = finetune, finetune_max_edit
         self.finetune_every = finetune_every or population_size

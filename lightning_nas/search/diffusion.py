@@ -13,6 +13,8 @@ from typing import Sequence
 
 import numpy as np
 
+from lightning_nas.errors import ConfigError
+
 Genotype = tuple[int, ...]
 
 
@@ -20,14 +22,14 @@ Genotype = tuple[int, ...]
 def alpha_bar_schedule(steps: int, kind: str = "cosine", eps: float = 1e-4) -> np.ndarray:
     """ᾱ_k for k = 0..steps: ᾱ_0 = 1-eps (clean), ᾱ_steps = eps (pure noise), decreasing in k."""
     if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
+        raise ConfigError(f"steps must be >= 1, got {steps}")
     k = np.arange(steps + 1) / steps
     if kind == "cosine":
         shape = (np.cos(np.pi * k) + 1.0) / 2.0
     elif kind == "linear":
         shape = 1.0 - k
     else:
-        raise ValueError(f"schedule must be 'cosine' or 'linear', got {kind!r}")
+        raise ConfigError(f"schedule must be 'cosine' or 'linear', got {kind!r}")
     return eps + (1.0 - 2.0 * eps) * shape
 
 

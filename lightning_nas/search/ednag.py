@@ -24,6 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from lightning_nas.errors import ConfigError
 from lightning_nas.search.diffusion import (
     Genotype,
     alpha_bar_schedule,
@@ -128,18 +129,18 @@ class EDNAG(Strategy):
         random_start: int = 0,
     ):
         if fitness not in ("predictor", "oracle", "proxy"):
-            raise ValueError(f"fitness must be 'predictor', 'oracle' or 'proxy', got {fitness!r}")
+            raise ConfigError(f"fitness must be 'predictor', 'oracle' or 'proxy', got {fitness!r}")
         if population_size < 2:
-            raise ValueError(f"population_size must be >= 2, got {population_size}")
+            raise ConfigError(f"population_size must be >= 2, got {population_size}")
         if noise_scale < 0:
-            raise ValueError(f"noise_scale (σ) must be >= 0, got {noise_scale}")
+            raise ConfigError(f"noise_scale (σ) must be >= 0, got {noise_scale}")
         if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
+            raise ConfigError(f"temperature must be > 0, got {temperature}")
         if not 0 <= mutation_rate <= 1:
-            raise ValueError(f"mutation_rate must lie in [0, 1], got {mutation_rate}")
+            raise ConfigError(f"mutation_rate must lie in [0, 1], got {mutation_rate}")
         shares = (elite_share, roulette_share, diversity_share)
         if min(shares) < 0 or abs(sum(shares) - 1.0) > 1e-6:
-            raise ValueError(f"elite_share + roulette_share + diversity_share must be 1 (each >= 0), got {shares}")
+            raise ConfigError(f"elite_share + roulette_share + diversity_share must be 1 (each >= 0), got {shares}")
         self.fitness_mode, self.steps, self.population_size = fitness, steps, population_size
         self.noise_scale, self.temperature = noise_scale, temperature
         self.mutation_rate, self.mutation_eta = mutation_rate, mutation_eta
@@ -151,10 +152,10 @@ class EDNAG(Strategy):
         if fitness == "proxy":  # training-free end to end: a zero-cost proxy is the fitness
             self.proxy_surrogate = {"proxy": proxy, "network": proxy_network}
         if score_threads is not None and score_threads < 1:
-            raise ValueError(f"score_threads must be >= 1 or null (leave torch's setting), got {score_threads}")
+            raise ConfigError(f"score_threads must be >= 1 or null (leave torch's setting), got {score_threads}")
         self.score_threads = score_threads
         if random_start < 0:
-            raise ValueError(f"random_start must be >= 0, got {random_start}")
+            raise ConfigError(f"random_start must be >= 0, got {random_start}")
         self.random_start = random_start
         self._reset_state()
 

@@ -8,6 +8,7 @@ from typing import Sequence
 
 import numpy as np
 
+from lightning_nas.errors import ConfigError
 from lightning_nas.search.diffusion import Genotype
 from lightning_nas.spaces.base import SearchSpace
 
@@ -19,7 +20,7 @@ class MatrixLayout:
 
     def __init__(self, choices: Sequence[int]):
         if not choices or min(choices) < 1:
-            raise ValueError(f"space.choices() must list a positive option count per position, got {choices}")
+            raise ConfigError(f"space.choices() must list a positive option count per position, got {choices}")
         self.choices = np.asarray(choices, dtype=np.int64)
         self.dim = int(self.choices.sum())
         width = int(self.choices.max())

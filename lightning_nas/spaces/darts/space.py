@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from lightning_nas.errors import ConfigError
 from lightning_nas.spaces.base import (
     Architecture,
     InvalidArchitectureError,
@@ -56,7 +57,7 @@ class DARTSSpace(SearchSpace):
     def __init__(self, max_path_length: int = 3) -> None:
         """`max_path_length` truncates the path encoding (see `path_encoding`); 1..4."""
         if not 1 <= max_path_length <= LONGEST_PATH:
-            raise ValueError(f"max_path_length must be in 1..{LONGEST_PATH}, got {max_path_length}")
+            raise ConfigError(f"max_path_length must be in 1..{LONGEST_PATH}, got {max_path_length}")
         self.max_path_length = max_path_length
 
     # --- identity ------------------------------------------------------------------------
