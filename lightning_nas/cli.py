@@ -1,10 +1,10 @@
 """`lightning-nas`: the entry point. Dispatches each command to the module that runs it, one way (no
 module below imports this one), and turns what the user can fix into one line with exit code 2.
 
-    lightning-nas fit     --config configs/nb201/gin_fit.yaml
-    lightning-nas search  --config configs/nb201/re.yaml
+    lightning-nas fit     --config configs/fits/nb201/gin.yaml
+    lightning-nas search  --config configs/methods/re.yaml --config configs/protocols/nb201-cifar10.yaml
     lightning-nas convert ../shared/benchmarks/nb201_200ep.csv.gz -o checkpoints/nb201.npz
-    lightning-nas bench   --config configs/nb201/re.yaml --seeds 100 --budgets 50 100 150
+    lightning-nas bench   --config configs/methods/re.yaml --config configs/protocols/nb201-cifar10.yaml --seeds 100
 """
 from __future__ import annotations
 
