@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def fit(folder: Path, shared: Path, epochs: int, *extra: str) -> int:
     # monitor `epoch` with mode `min`: only epoch 0 is ever the best, later epochs never improve
-    return main(["fit", "--config", "configs/nb201/gin_fit.yaml",
+    return main(["fit", "--config", "configs/fits/nb201/gin.yaml",
                  "--data.init_args.benchmark", str(shared / "nb201_200ep.csv.gz"), "--data.init_args.num_labelled", "20",
                  "--data.init_args.max_val", "20", "--data.init_args.batch_size", "10",
                  "--trainer.max_epochs", str(epochs), "--trainer.default_root_dir", str(folder),
