@@ -1,10 +1,13 @@
-"""`lightning-nas bench`: one search config over many seeds in parallel processes, then a summary.
+"""`lightning-nas bench`: one search config over many seeds, in local processes or SLURM job arrays,
+then a summary.
 
 The config may be composed of several files (`--config` repeated, as for `search`). Each seed runs once
 at the largest budget; the figures for smaller budgets are read off its trajectory (best-by-objective
 after the first b queries). A finished seed (a `results.json` at least as long as needed) is reused
 while its recipe, the resolved search config, is unchanged: an interrupted bench resumes where it
-stopped, and config files restructured without changing what they resolve to keep their runs.
+stopped, and config files restructured without changing what they resolve to keep their runs. Where
+the seeds run is `lightning_nas.executors`' business; only the unfinished ones are handed to it, and the
+summary is written once all of them are in.
 """
 from __future__ import annotations
 

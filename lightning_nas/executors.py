@@ -159,12 +159,15 @@ def _run_logged(index: int, task: Task, log: str) -> str | None:
         return run_reporting(task)
 
 
-def run_reporting(task: Task) -> str | None:
-    """Run `task`; on an exception, print its traceback (to the task's log) and return it in one line."""
+def run_reporting(task: Task, passing: tuple[type[BaseException], ...] = ()) -> str | None:
+    """Run `task`; on an exception (but those of `passing`), print its traceback (to the task's log) and
+    return it in one line."""
     print(f"--- {task.name}: started {time.strftime('%Y-%m-%d %H:%M:%S')} on {socket.gethostname()}, "
           f"pid {os.getpid()}", flush=True)
     try:
         task()
+    except passing:
+        raise
     except Exception as e:
         traceback.print_exc()
         print(f"--- {task.name}: failed", flush=True)
@@ -202,7 +205,9 @@ class TaskGroup:
         self.tasks = list(tasks)
 
     def __call__(self) -> list[str | None]:
-        return [run_reporting(task) for task in self.tasks]
+        # submitit's signal handler raises this when it cannot requeue: it ends the job, not one task
+        ends_the_job = (_submitit().core.utils.UncompletedJobError,)
+        return [run_reporting(task, ends_the_job) for task in self.tasks]
 
     def checkpoint(self, *args: Any, **kwargs: Any):
         return _submitit().helpers.DelayedSubmission(self)

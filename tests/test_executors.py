@@ -88,16 +88,21 @@ def executor(argv: list[str], folder: Path) -> executors.Executor:
     return executors.executor_from_arguments(parser.parse_args(argv), folder)
 
 
-def test_the_sweep_file_and_the_options_reach_the_sbatch_script(tmp_path, slurm_commands):
-    sweep = executor(SWEEP + ["--slurm-partition", "gpu", "--slurm-gpus", "1", "--slurm-time", "30"], tmp_path)
-    slurm = sweep.executor()._executor
+def sbatch_flags(argv: list[str], folder: Path) -> set[str]:
+    """The #SBATCH flags of the script that an array of 3 tasks of the executor `argv` submits."""
+    slurm = executor(argv, folder).executor()._executor
     slurm.parameters["map_count"] = 3  # what submitit sets for an array of 3 tasks
-    text = slurm._make_submission_file_text("python -m submitit.core._submit x", "uid")
-    flags = set(re.findall(r"#SBATCH (--\S+)", text))
-    # the options override the file; the file's requeue signal and parallelism stay
+    return set(re.findall(r"#SBATCH (--\S+)", slurm._make_submission_file_text("python -m x", "uid")))
+
+
+def test_the_sweep_file_and_the_options_reach_the_sbatch_script(tmp_path, slurm_commands):
+    flags = sbatch_flags(SWEEP + ["--slurm-partition", "gpu", "--slurm-gpus", "1", "--slurm-time", "30"], tmp_path)
+    # the options override the file; the file's requeue signal, requeue flag and parallelism stay
     assert {"--partition=gpu", "--gpus-per-node=1", "--time=30", "--cpus-per-task=1", "--mem=4GB",
-            "--signal=USR2@120", "--array=0-2%3"} <= flags, flags
+            "--signal=USR2@120", "--requeue", "--array=0-2%3"} <= flags, flags
     assert "--partition=cpu" not in flags
+    assert not any(flag.startswith("--gpus") for flag in sbatch_flags(SWEEP, tmp_path))  # a CPU sweep
+    sweep = executor(SWEEP, tmp_path)
     assert sweep.runs_per_task == 10 and sweep.constructor == {"slurm_max_num_timeout": 5}
     assert executor(SWEEP + ["--runs-per-task", "3"], tmp_path).runs_per_task == 3
     assert isinstance(executor(["--workers", "3"], tmp_path), LocalPool)
