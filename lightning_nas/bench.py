@@ -1,29 +1,34 @@
-"""`lightning-nas bench`: one search config over many seeds in parallel processes, then a summary.
+"""`lightning-nas bench`: one search config over many seeds, in local processes or SLURM job arrays,
+then a summary.
 
 The config may be composed of several files (`--config` repeated, as for `search`). Each seed runs once
 at the largest budget; the figures for smaller budgets are read off its trajectory (best-by-objective
 after the first b queries). A finished seed (a `results.json` at least as long as needed) is reused
 while its recipe, the resolved search config, is unchanged: an interrupted bench resumes where it
-stopped, and config files restructured without changing what they resolve to keep their runs.
+stopped, and config files restructured without changing what they resolve to keep their runs. Where
+the seeds run is `lightning_nas.executors`' business; only the unfinished ones are handed to it, and the
+summary is written once all of them are in.
 """
 from __future__ import annotations
 
 import argparse
 import functools
 import json
-import multiprocessing as mp
 import os
 import shutil
+import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from lightning_nas.errors import ConfigError, MissingFileError
+from lightning_nas.executors import Executor, RunsFailed, add_executor_arguments, executor_from_arguments
 from lightning_nas.io import atomic_write
 from lightning_nas.lightning_cli import run_search
+from lightning_nas.search.loop import STATE_FILE
 from lightning_nas.search.statistics import best_after, mean_std, wall_time
 
 
@@ -39,7 +44,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def run_one(configs: Sequence[str], seed: int, budget: int, run_dir: str, extra: list[str]) -> str:
-    """Run one seed in this process (a worker of the pool) and return its run directory."""
+    """Run one seed in this process (a worker of an executor) and return its run directory: reused when
+    finished with the same recipe, resumed from its checkpoint when interrupted, else searched afresh."""
     per_seed = seed_arguments(extra, seed)
     made = recipe(configs, seed, per_seed)
     run = Path(run_dir)
@@ -47,9 +53,9 @@ def run_one(configs: Sequence[str], seed: int, budget: int, run_dir: str, extra:
         shutil.rmtree(run)  # searched with another config or arguments
     if _searched_to(run, budget):
         return run_dir
+    if (run / STATE_FILE).is_file():
+        print(f"{run_dir}: resuming from its {STATE_FILE}", flush=True)
     atomic_write(run / RECIPE_FILE, made)
-    import sys
-
     import torch
 
     torch.set_num_threads(1)
@@ -57,6 +63,36 @@ def run_one(configs: Sequence[str], seed: int, budget: int, run_dir: str, extra:
     run_search([*config_arguments(configs), "--seed_everything", str(seed), "--budget", str(budget),
                 "--run_dir", run_dir, "--progress", "false", *per_seed])
     return run_dir
+
+
+@dataclass(frozen=True)
+class SearchRun:
+    """One seed's search as a task of an executor (picklable: a SLURM job runs it, and runs it again
+    after a requeue, when it resumes)."""
+
+    name: str
+    configs: tuple[str, ...]
+    seed: int
+    budget: int
+    run_dir: str
+    extra: tuple[str, ...] = ()
+
+    def __call__(self) -> None:
+        run_one(self.configs, self.seed, self.budget, self.run_dir, list(self.extra))
+
+    def finished(self) -> bool:
+        return finished(self.configs, self.seed, self.budget, self.run_dir, list(self.extra))
+
+
+def run_missing(runs: Sequence[SearchRun], executor: Executor, title: str) -> None:
+    """Run those of `runs` that are not finished (with their recipe, to their budget) on `executor`;
+    `RunsFailed` names the failures once all have ended."""
+    pending = [run for run in runs if not run.finished()]
+    if len(pending) < len(runs):
+        print(f"{title}: {len(runs) - len(pending)} of {len(runs)} runs finished before, reused", flush=True)
+    failures = executor.run(pending, title)
+    if failures:
+        raise RunsFailed(failures, len(pending))
 
 
 def seed_arguments(extra: list[str], seed: int) -> list[str]:
@@ -206,9 +242,25 @@ def table_optimum(config: dict[str, Any]) -> str | None:
     return str(from_key(key))
 
 
+def write_summary(configs: Sequence[str], extra: list[str], first_seed: int, run_dirs: list[str],
+                  budgets: list[int], out: Path, start: float | None = None) -> dict[str, Any]:
+    """Summarise finished runs into `out`/summary.json (`bench_wall_time_s`: since `start`) and print it."""
+    resolved = resolved_config(["search", *config_arguments(configs), *seed_arguments(extra, first_seed)])
+    summary = summarize(run_dirs, sorted(budgets), configs, table_optimum(resolved))
+    if start is not None:
+        summary["bench_wall_time_s"] = round(time.perf_counter() - start, 2)
+    atomic_write(out / "summary.json", json.dumps(summary, indent=1))
+    for b, entry in summary["budgets"].items():
+        figures = "  ".join(f"{k} {v['mean']:.3f} ± {v['std']:.3f}" for k, v in entry.items() if isinstance(v, dict))
+        print(f"budget {b}: {figures}  (n={entry['count']})")
+    print(f"summary: {out / 'summary.json'}")
+    return summary
+
+
 def bench_main(argv: list[str]) -> int:
     parser = _Parser(prog="lightning-nas bench", description=__doc__.split("\n\n")[0].replace("\n", " "),
-                     epilog="Finished seeds are reused: rerun the same command to resume an interrupted bench.")
+                     epilog="Finished seeds are reused: rerun the same command to resume an interrupted bench "
+                            "(also one cut off by the cluster's queue: only what is missing is submitted).")
     parser.add_argument("--config", action="append", required=True,
                         help="a search config; repeat to compose several, e.g. a method and a protocol "
                              "(--config configs/methods/re.yaml --config configs/protocols/nb201-cifar10.yaml)")
@@ -217,10 +269,10 @@ def bench_main(argv: list[str]) -> int:
                         help="the first seed; the seeds are first-seed .. first-seed + seeds - 1 (default: 0)")
     parser.add_argument("--budgets", type=int, nargs="+", default=[50, 100, 150],
                         help="query budgets to summarise; each seed searches to the largest (default: 50 100 150)")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                        help="seeds searched in parallel, one process each (default: the number of CPUs)")
     parser.add_argument("--out", default=None,
-                        help="the folder of the seeds' runs and summary.json (default: checkpoints/bench/<config names>)")
+                        help="the folder of the seeds' runs, their logs (logs/) and summary.json "
+                             "(default: checkpoints/bench/<config names>)")
+    add_executor_arguments(parser, workers_default=os.cpu_count() or 1)
     parser.add_argument("extra", nargs="*", metavar="-- SEARCH_ARGS",
                         help="further search arguments after --, e.g. -- --ckpt_path fits/seed_{seed}/x.ckpt; "
                              "{seed} is replaced by each seed")
@@ -228,27 +280,19 @@ def bench_main(argv: list[str]) -> int:
     missing = [config for config in args.config if not Path(config).is_file()]
     if missing:
         raise MissingFileError(f"config file {missing[0]} does not exist")
-    for name, value in (("--seeds", args.seeds), ("--budgets", min(args.budgets)), ("--workers", args.workers)):
+    for name, value in (("--seeds", args.seeds), ("--budgets", min(args.budgets))):
         if value < 1:
             raise ConfigError(f"{name} must be positive, got {value}")
     out = Path(args.out or Path("checkpoints/bench") / "+".join(Path(c).stem for c in args.config))
+    executor = executor_from_arguments(args, out / "logs")
     seeds = range(args.first_seed, args.first_seed + args.seeds)
-    run_dirs = [str(out / f"seed_{s}") for s in seeds]
+    runs = [SearchRun(f"seed_{s}", tuple(args.config), s, max(args.budgets), str(out / f"seed_{s}"), tuple(args.extra))
+            for s in seeds]
     start = time.perf_counter()
-    from rich.progress import Progress
-
-    with Progress() as progress, ProcessPoolExecutor(args.workers, mp_context=mp.get_context("spawn")) as pool:
-        task = progress.add_task(f"bench {'+'.join(Path(c).name for c in args.config)}", total=len(run_dirs))
-        futures = [pool.submit(run_one, args.config, s, max(args.budgets), d, args.extra) for s, d in zip(seeds, run_dirs)]
-        for future in as_completed(futures):
-            future.result()
-            progress.advance(task)
-    resolved = resolved_config(["search", *config_arguments(args.config), *seed_arguments(args.extra, args.first_seed)])
-    summary = summarize(run_dirs, sorted(args.budgets), args.config, table_optimum(resolved))
-    summary["bench_wall_time_s"] = round(time.perf_counter() - start, 2)
-    atomic_write(out / "summary.json", json.dumps(summary, indent=1))
-    for b, entry in summary["budgets"].items():
-        figures = "  ".join(f"{k} {v['mean']:.3f} ± {v['std']:.3f}" for k, v in entry.items() if isinstance(v, dict))
-        print(f"budget {b}: {figures}  (n={entry['count']})")
-    print(f"summary: {out / 'summary.json'}")
+    try:
+        run_missing(runs, executor, f"bench {'+'.join(Path(c).name for c in args.config)}")
+    except RunsFailed as e:
+        print(f"lightning-nas bench: {e}", file=sys.stderr)
+        return 1
+    write_summary(args.config, args.extra, args.first_seed, [run.run_dir for run in runs], args.budgets, out, start)
     return 0

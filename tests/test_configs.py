@@ -13,6 +13,7 @@ SEARCHES = [(p, m) for p in protocols() for m in methods()]
 FITS = sorted((ROOT / "configs" / "fits").rglob("*.yaml"))
 PRODUCERS = checkpoint_producers()
 SINGLE_SEARCHES = [ROOT / "configs" / "quickstart.yaml", ROOT / "configs" / "slurm" / "live_search.yaml"]
+SWEEP_SETTINGS = ROOT / "configs" / "slurm" / "sweep.yaml"  # submitit's parameters: tests/test_executors.py
 
 
 @pytest.mark.parametrize("protocol, method", SEARCHES, ids=[f"{p.name}-{m.name}" for p, m in SEARCHES])
@@ -39,7 +40,7 @@ def test_the_quick_start_and_the_slurm_example_parse(path):
 
 
 def test_every_config_file_is_used_and_every_name_exists():
-    used = {c for p, m in SEARCHES for c in p.configs(m)} | set(FITS) | set(SINGLE_SEARCHES)
+    used = {c for p, m in SEARCHES for c in p.configs(m)} | set(FITS) | set(SINGLE_SEARCHES) | {SWEEP_SETTINGS}
     assert set((ROOT / "configs").rglob("*.yaml")) == used
     names = {p.name for p in protocols()}
     assert set(metadata()["order"]) == names and set(metadata()["partial"]) <= names

@@ -23,7 +23,8 @@ LAYERS: list[set[str]] = [
     {"predictors", "callbacks"},  # callbacks: used by the fit configs only
     {"search"},
     {"lightning_cli"},  # the LightningCLI of fit / search
-    {"bench", "report"},  # commands over many runs; report: finds the harness (benchmarks/report/)
+    {"bench", "report", "executors"},  # commands over many runs (executors: where they run); report:
+    # finds the harness (benchmarks/report/)
     {"cli", "__main__"},  # the entry point
 ]
 

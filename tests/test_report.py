@@ -9,12 +9,13 @@ import pytest
 import yaml
 
 import lightning_nas.report
-from benchmarks.report.fits import checkpoint_producers, fit_per_seed, seed_fit_arguments, seed_fit_config
+from benchmarks.report.fits import checkpoint_producers, seed_fit_arguments, seed_fit_config, seed_fits
 from benchmarks.report.performance import archive_load, nb101_enumeration
 from benchmarks.report.protocols import methods, protocol
 from benchmarks.report.searches import run_method
 from benchmarks.report.tau import PREDICTORS, run_tau_study, tau_recipe
 from lightning_nas.cli import main
+from lightning_nas.executors import LocalPool
 from lightning_nas.bench import RECIPE_FILE, recipe, seed_arguments
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,7 +60,7 @@ def test_quick_report_smoke(tmp_path, monkeypatch, shared):
     assert "Search runs: 4, of which 0 searched by this invocation and 4 reused" in (again / "REPORT.md").read_text()
     # and so are the finished tau fits, here and from the committed record on another machine
     monkeypatch.chdir(ROOT)
-    tau_args = (["GIN"], [20, 60], 1, True, runs / "quick", 1, checkpoint_producers())
+    tau_args = (["GIN"], [20, 60], 1, True, runs / "quick", LocalPool(1, tmp_path / "logs"), checkpoint_producers())
     log = []
     assert run_tau_study(*tau_args, log, shared) == data["tau"]
     assert log == [f"tau study: 0 fits run, 2 reused from {runs / 'quick' / 'tau'}"]
@@ -112,12 +113,12 @@ def test_seed_fit_config_puts_the_fit_on_the_protocol_and_the_seed(tmp_path):
 def test_per_seed_fits_are_reused(tmp_path):
     cifar10 = protocol("nb201-cifar10")
     configs = cifar10.configs(METHODS["CR-LSO"])
-    run_dir, log = tmp_path / "CR-LSO", []
+    run_dir = tmp_path / "CR-LSO"
     for seed in range(2):  # finished fits: nothing is fitted again
         (run_dir / "fits" / f"seed_{seed}").mkdir(parents=True)
         (run_dir / "fits" / f"seed_{seed}" / "crlso.ckpt").write_bytes(b"")
-    fit_per_seed(configs, cifar10, tmp_path, "CR-LSO", run_dir, [0, 1], 1, checkpoint_producers(), quick=True, log=log)
-    assert log == [] and not (run_dir / "fits" / "seed_0" / "fit.yaml").exists()
+    assert seed_fits(configs, cifar10, tmp_path, "CR-LSO", run_dir, [0, 1], checkpoint_producers(), quick=True) == []
+    assert not (run_dir / "fits" / "seed_0" / "fit.yaml").exists()
     extra = seed_fit_arguments(configs, run_dir)
     assert extra == ["--ckpt_path", str(run_dir / "fits" / "seed_{seed}" / "crlso.ckpt"), "--data.init_args.seed", "{seed}"]
 
@@ -136,13 +137,13 @@ def test_finished_searches_need_no_fit(tmp_path, monkeypatch, shared):
         (seed_dir / RECIPE_FILE).write_text(recipe(configs, seed, seed_arguments(extra, seed)))
         for name in ("results.json", "timing.json"):  # what a record keeps of a seed (RECORD_FILES)
             (seed_dir / name).write_text((rs / name).read_text())
-    record = tmp_path / "records" / "CR-LSO.tar.gz"
-    entry = run_method(cifar10, crlso, shared, run_dir, 2, [5, 10], 1, checkpoint_producers(), False, log, record)
+    record, pool = tmp_path / "records" / "CR-LSO.tar.gz", LocalPool(1, tmp_path / "logs")
+    entry = run_method(cifar10, crlso, shared, run_dir, 2, [5, 10], pool, checkpoint_producers(), False, log, record)
     assert log == [] and not (run_dir / "fits").exists()
     assert entry["summary"]["seeds"] == 2 and entry["summary"]["budgets"]["10"]["count"] == 2
     kept = record.read_bytes()
     shutil.rmtree(run_dir)  # another machine: only the committed record
-    again = run_method(cifar10, crlso, shared, run_dir, 2, [5, 10], 1, checkpoint_producers(), False, log, record)
+    again = run_method(cifar10, crlso, shared, run_dir, 2, [5, 10], pool, checkpoint_producers(), False, log, record)
     assert log == [] and again["summary"]["budgets"] == entry["summary"]["budgets"]
     assert record.read_bytes() == kept  # saved again byte for byte: no change for git to see
     assert sorted(p.name for p in (run_dir / "seed_0").iterdir()) == sorted(["results.json", "timing.json", RECIPE_FILE])

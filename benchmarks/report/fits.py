@@ -3,13 +3,11 @@ seed, on the protocol's labels drawn by the seed."""
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
 import time
-from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
 import yaml
 
 from benchmarks.report.common import CONFIGS
@@ -91,44 +89,49 @@ def seed_fit_config(fit_config: Path, protocol: Protocol, shared: Path, seed: in
     return path
 
 
-def fit_job(fit_config: str) -> float:
-    """Fit one seed's predictor in a worker; returns the seconds it took."""
-    import sys
-
-    import torch
-
-    torch.set_num_threads(1)
-    from lightning_nas.cli import main
-
-    sys.argv = sys.argv[:1]  # LightningCLI must not read the parent's argv
-    start = time.perf_counter()
-    if main(["fit", "--config", fit_config, "--trainer.enable_progress_bar", "false"]) != 0:
-        raise RuntimeError(f"fit of {fit_config} failed")
-    seconds = time.perf_counter() - start
-    atomic_write(Path(fit_config).parent / "fit_time.json", json.dumps({"fit_s": round(seconds, 2)}))
-    return seconds
-
-
 def search_checkpoint(configs: Sequence[Path]) -> str:
     """The predictor checkpoint a search composed of `configs` loads."""
     return resolved_config(["search", *config_arguments(configs)])["ckpt_path"]
 
 
-def fit_per_seed(configs: Sequence[Path], protocol: Protocol, shared: Path, method: str, run_dir: Path,
-                 seeds: list[int], workers: int, producers: dict[str, Path], quick: bool, log: list[str]) -> None:
-    """Fit the predictor of each of `seeds` that has none."""
+@dataclass(frozen=True)
+class SeedFit:
+    """One seed's fit as a task of an executor (a worker process or a SLURM job); its time goes to
+    fit_time.json beside the checkpoint."""
+
+    name: str
+    fit_config: str
+
+    def __call__(self) -> None:
+        import sys
+
+        import torch
+
+        torch.set_num_threads(1)
+        from lightning_nas.cli import main
+
+        sys.argv = sys.argv[:1]  # LightningCLI must not read the parent's argv
+        start = time.perf_counter()
+        if main(["fit", "--config", self.fit_config, "--trainer.enable_progress_bar", "false"]) != 0:
+            raise RuntimeError(f"fit of {self.fit_config} failed")
+        seconds = round(time.perf_counter() - start, 2)
+        atomic_write(Path(self.fit_config).parent / "fit_time.json", json.dumps({"fit_s": seconds}))
+
+
+def seed_fits(configs: Sequence[Path], protocol: Protocol, shared: Path, name: str, run_dir: Path, seeds: list[int],
+              producers: dict[str, Path], quick: bool) -> list[SeedFit]:
+    """The fits of those of `seeds` whose predictor is not fitted yet (their fit configs written);
+    `name` prefixes the tasks' names."""
     ckpt = search_checkpoint(configs)
     if ckpt not in producers:
         raise MissingFileError(f"{', '.join(map(str, configs))} need {ckpt}, and no config in configs/ writes it")
-    name, jobs = Path(ckpt).name, []
+    fits = []
     for seed in seeds:
         folder = run_dir / "fits" / f"seed_{seed}"
-        if not (folder / name).is_file():
-            jobs.append(str(seed_fit_config(producers[ckpt], protocol, shared, seed, folder, quick)))
-    if jobs:
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-            seconds = list(pool.map(fit_job, jobs))
-        log.append(f"fit {method} on {protocol.name}, {len(jobs)} seeds: {np.mean(seconds):.0f} s per fit")
+        if not (folder / Path(ckpt).name).is_file():
+            config = seed_fit_config(producers[ckpt], protocol, shared, seed, folder, quick)
+            fits.append(SeedFit(f"{name}/fit_seed_{seed}", str(config)))
+    return fits
 
 
 def seed_fit_arguments(configs: Sequence[Path], run_dir: Path) -> list[str]:

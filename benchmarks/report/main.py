@@ -10,6 +10,7 @@ report runs from any directory; it writes REPORT.md, report_data.json and plots/
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from benchmarks.report.render import write_report
 from benchmarks.report.searches import run_searches
 from benchmarks.report.tau import PREDICTORS, TAU_SEEDS, TAU_SIZES, run_tau_study
 from lightning_nas.errors import ConfigError
+from lightning_nas.executors import Executor, RunsFailed, add_executor_arguments, executor_from_arguments
 
 PARTS = ("search", "tau", "performance")
 #: what --quick runs unless --protocols / --methods / --predictors say otherwise: under 2 minutes
@@ -37,7 +39,6 @@ def report_main(argv: list[str]) -> int:
                              f"{' '.join(QUICK['methods'])}, predictor {' '.join(QUICK['predictors'])}")
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--budgets", type=int, nargs="+", default=[50, 100, 150])
-    parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
     parser.add_argument("--protocols", nargs="*", help="names of configs/protocols/*.yaml (default: all)")
     parser.add_argument("--methods", nargs="*", help="search methods such as RS RE EDNAG (default: all)")
@@ -55,6 +56,7 @@ def report_main(argv: list[str]) -> int:
     parser.add_argument("--records", default=str(ROOT / "benchmarks" / "records"),
                         help="where each method's finished runs are kept, one .tar.gz per protocol (committed: "
                              "a report resumes from them on another machine)")
+    add_executor_arguments(parser, workers_default=2)
     args = parser.parse_args(argv)
     if args.seeds < 1 or args.tau_seeds < 1 or min(args.budgets) < 1:
         raise ConfigError("--seeds, --tau-seeds and --budgets must be positive")
@@ -62,6 +64,7 @@ def report_main(argv: list[str]) -> int:
     mode = "quick" if args.quick else "full"
     out = Path(args.out).resolve() if args.out else ROOT / "benchmarks" / "runs" / time.strftime("report-%Y%m%d-%H%M%S")
     runs, records = Path(args.runs).resolve() / mode, Path(args.records).resolve() / mode
+    executor = executor_from_arguments(args, runs / "logs")  # of the searches, the per-seed fits, the tau fits
     for option in ("protocols", "methods", "predictors"):
         if args.quick and getattr(args, option) is None:
             setattr(args, option, QUICK[option])
@@ -75,15 +78,19 @@ def report_main(argv: list[str]) -> int:
     chosen = [p for p in known if not args.protocols or p.name in args.protocols]
     chosen_methods = [m for m in every_method if not args.methods or m.name in args.methods]
     with at_root():
-        data = run_parts(args, chosen, chosen_methods, shared, from_root(runs), from_root(records))
+        try:
+            data = run_parts(args, executor, chosen, chosen_methods, shared, from_root(runs), from_root(records))
+        except RunsFailed as e:
+            print(f"lightning-nas report: {e}", file=sys.stderr)
+            return 1
         data["command"] = " ".join(["lightning-nas report", *argv])
         write_report(out, data)
     print(f"report: {out / 'REPORT.md'} ({data['wall_time_s']:.0f} s)")
     return 0
 
 
-def run_parts(args: argparse.Namespace, chosen: list[Protocol], chosen_methods: list[Method], shared: Path,
-              runs: Path, records: Path) -> dict[str, Any]:
+def run_parts(args: argparse.Namespace, executor: Executor, chosen: list[Protocol], chosen_methods: list[Method],
+              shared: Path, runs: Path, records: Path) -> dict[str, Any]:
     """Run the parts `args` asks for (from the repository root); what the report renders."""
     seeds, budgets = (2, [10, 20]) if args.quick else (args.seeds, sorted(args.budgets))
     names = args.predictors or list(PREDICTORS)
@@ -93,14 +100,14 @@ def run_parts(args: argparse.Namespace, chosen: list[Protocol], chosen_methods: 
                             "performance": {}}
     if "search" in args.parts:
         part_start = time.perf_counter()
-        data["results"] = run_searches(chosen, chosen_methods, shared, seeds, budgets, args.workers, runs, records,
+        data["results"] = run_searches(chosen, chosen_methods, shared, seeds, budgets, executor, runs, records,
                                        producers, args.quick, log, data["not_completed"])
         log.append(f"search part: {time.perf_counter() - part_start:.0f} s")
     if "tau" in args.parts:
         part_start = time.perf_counter()
         sizes = [20, 60] if args.quick else TAU_SIZES
         tau_seeds = min(2, args.tau_seeds) if args.quick else args.tau_seeds
-        data["tau"] = run_tau_study(names, sizes, tau_seeds, args.quick, runs, args.workers, producers, log, shared,
+        data["tau"] = run_tau_study(names, sizes, tau_seeds, args.quick, runs, executor, producers, log, shared,
                                     records / "tau.tar.gz")
         log.append(f"tau part: {time.perf_counter() - part_start:.0f} s")
     if "performance" in args.parts:

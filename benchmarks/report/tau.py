@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing as mp
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +13,7 @@ from typing import Any
 from benchmarks.report.common import CONFIGS, quiet
 from benchmarks.report.fits import ensure_fitted, needed_checkpoints
 from benchmarks.report.records import restore_record, save_record
+from lightning_nas.executors import Executor, RunsFailed
 from lightning_nas.io import atomic_write
 from lightning_nas.bench import portable, resolved_config
 
@@ -47,7 +46,7 @@ PREDICTORS = {
 }
 
 
-def tau_job(name: str, size: int, seed: int, epochs: int, recipe: str, path: str, table: str) -> dict[str, Any]:
+def tau_job(name: str, size: int, seed: int, epochs: int, recipe: str, path: str, table: str) -> None:
     """One (predictor, labels, seed) measurement in a worker; saved to `path` when it ends."""
     import torch
 
@@ -63,7 +62,6 @@ def tau_job(name: str, size: int, seed: int, epochs: int, recipe: str, path: str
         result = config_tau(spec.config, size, seed, epochs, {"benchmark": table, "target": TAU_TARGET})
     result.update(predictor=name, size=size, seed=seed, recipe=recipe, wall_s=round(time.perf_counter() - start, 2))
     atomic_write(Path(path), json.dumps(result, indent=1))
-    return result
 
 
 def tau_recipe(name: str, length: int, producers: dict[str, Path]) -> str:
@@ -85,7 +83,18 @@ def ensure_predictors_fitted(names: list[str], producers: dict[str, Path], log: 
             ensure_fitted("fit", [PREDICTORS[name].config], producers, log)  # DCL-ENAS: the stage-1 checkpoint
 
 
-def run_tau_study(names: list[str], sizes: list[int], seeds: int, quick: bool, runs: Path, workers: int,
+@dataclass(frozen=True)
+class TauFit:
+    """One (predictor, labels, seed) measurement as a task of an executor; its result goes to `path`."""
+
+    name: str
+    arguments: tuple[Any, ...]  # of tau_job
+
+    def __call__(self) -> None:
+        tau_job(*self.arguments)
+
+
+def run_tau_study(names: list[str], sizes: list[int], seeds: int, quick: bool, runs: Path, executor: Executor,
                   producers: dict[str, Path], log: list[str], shared: Path,
                   record: Path | None = None) -> list[dict[str, Any]]:
     if record:
@@ -103,14 +112,13 @@ def run_tau_study(names: list[str], sizes: list[int], seeds: int, quick: bool, r
                 if done.get("recipe") == recipe:  # reused only if fitted from the same configs for as long
                     results.append(done)
                 else:
-                    jobs.append((name, size, seed, epochs, recipe, str(path), str(shared / TAU_TABLE)))
-    jobs.sort(key=lambda job: -job[1])  # the large training sets first: the pool ends evenly
-    if jobs and workers == 1:  # no pool to start
-        results += [tau_job(*job) for job in jobs]
-    elif jobs:
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-            for future in as_completed([pool.submit(tau_job, *job) for job in jobs]):
-                results.append(future.result())
+                    jobs.append(TauFit(f"tau/{name}/n{size}_seed{seed}",
+                                       (name, size, seed, epochs, recipe, str(path), str(shared / TAU_TABLE))))
+    jobs.sort(key=lambda job: -job.arguments[1])  # the large training sets first: the pool ends evenly
+    failures = executor.run(jobs, "tau fits")
+    if failures:
+        raise RunsFailed(failures, len(jobs))
+    results += [json.loads(Path(job.arguments[5]).read_text()) for job in jobs]
     log.append(f"tau study: {len(jobs)} fits run, {len(results) - len(jobs)} reused from {runs / 'tau'}")
     if record:
         save_record(runs / "tau", record, lambda name: name.endswith(".json"))  # one file per fit
