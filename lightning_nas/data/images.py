@@ -2,7 +2,7 @@
 
 - `DigitsDataModule`: the 1,797 8x8 handwritten digits that scikit-learn ships (no download).
 - `AnimalShapesDataModule`: 10,000 28x28 animal silhouettes that the `animal-shape-mnist`
-  package ships (no download): the embedded task on which NB201 cells rank as on CIFAR-10.
+  package ships (no download): the embedded task on which NB201 cells rank much as on CIFAR-10.
 - `CIFAR10DataModule`: CIFAR-10 read from a local `cifar-10-batches-py` folder (the official
   python-pickle release); nothing is downloaded.
 
@@ -187,8 +187,8 @@ class AnimalShapesDataModule(ImageDataModule):
     by default) and `image_size` resizes (bilinear, antialiased when shrinking).
 
     The embedded live-training task: at `image_size` 12, `train_size` 4,000 and 5 epochs of an
-    NB201 network with C = 4, one cell per stage, random cells rank as on NAS-Bench-201 CIFAR-10
-    (benchmarks/results/live_task.md)."""
+    NB201 network with C = 8, one cell per stage, 100 random cells rank with Spearman rho 0.70
+    against NAS-Bench-201 CIFAR-10 (benchmarks/results/live_task.md)."""
 
     name = "animal_shapes"
     PACKAGE = "animal_shape_mnist"
