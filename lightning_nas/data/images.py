@@ -1,6 +1,8 @@
 """Image-classification LightningDataModules the live-training oracle and the proxies train on.
 
 - `DigitsDataModule`: the 1,797 8x8 handwritten digits that scikit-learn ships (no download).
+- `AnimalShapesDataModule`: 10,000 28x28 animal silhouettes that the `animal-shape-mnist`
+  package ships (no download): the embedded task on which NB201 cells rank much as on CIFAR-10.
 - `CIFAR10DataModule`: CIFAR-10 read from a local `cifar-10-batches-py` folder (the official
   python-pickle release); nothing is downloaded.
 
@@ -9,6 +11,9 @@ per-channel statistics, and expose `name`, `num_classes`, `input_shape` and `sam
 """
 from __future__ import annotations
 
+import gzip
+import hashlib
+import importlib.util
 import pickle
 from pathlib import Path
 
@@ -18,6 +23,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from lightning_nas.errors import ConfigError, MissingFileError
+
 
 class ImageDataModule(L.LightningDataModule):
     """Shared split, normalisation and loaders; subclasses implement `load_arrays`."""
@@ -111,14 +117,22 @@ def _split_rows(n: int, val_fraction: float, test_fraction: float, seed: int) ->
         raise ConfigError(
             f"val_fraction ({val_fraction}) and test_fraction ({test_fraction}) must be in (0, 1) and sum to less than 1"
         )
+    return _split_counts(n, int(round(val_fraction * n)), int(round(test_fraction * n)), None, seed)
+
+
+def _split_counts(n: int, n_val: int, n_test: int, n_train: int | None, seed: int) -> dict[str, np.ndarray]:
+    """val, then test, then train rows of one permutation drawn by `seed` (train: the first
+    `n_train` of the rest, or all of it)."""
     order = np.random.default_rng(seed).permutation(n)
-    n_val, n_test = int(round(val_fraction * n)), int(round(test_fraction * n))
-    return {"val": order[:n_val], "test": order[n_val : n_val + n_test], "train": order[n_val + n_test :]}
+    rest = order[n_val + n_test :]
+    return {"val": order[:n_val], "test": order[n_val : n_val + n_test], "train": rest if n_train is None else rest[:n_train]}
 
 
 def _resize(x: torch.Tensor, image_size: int | None, channels: int) -> torch.Tensor:
     if image_size is not None and image_size != x.shape[-1]:
-        x = torch.nn.functional.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False)
+        x = torch.nn.functional.interpolate(
+            x, size=(image_size, image_size), mode="bilinear", align_corners=False, antialias=image_size < x.shape[-1]
+        )
     if channels != x.shape[1]:
         if x.shape[1] != 1:
             raise ConfigError(f"can only replicate single-channel images to {channels} channels")
@@ -163,6 +177,77 @@ class DigitsDataModule(ImageDataModule):
         y = torch.tensor(digits.target, dtype=torch.int64)
         rows = _split_rows(len(y), self.val_fraction, self.test_fraction, self.seed)
         return {k: (x[r], y[r]) for k, r in rows.items()}
+
+
+class AnimalShapesDataModule(ImageDataModule):
+    """Animal-Shape MNIST (Mohammadi, 2025; MIT licence): 10,000 28x28 grayscale silhouettes of 10
+    animals, 1,000 each, read from the files the `animal-shape-mnist` package ships (its loader
+    module imports TensorFlow, so only the data files are read). Validation, test and training
+    rows are drawn by `seed`; `train_size` keeps the first rows of the training share (all 6,000
+    by default) and `image_size` resizes (bilinear, antialiased when shrinking).
+
+    The embedded live-training task: at `image_size` 12, `train_size` 4,000 and 5 epochs of an
+    NB201 network with C = 8, one cell per stage, 100 random cells rank with Spearman rho 0.70
+    against NAS-Bench-201 CIFAR-10 (benchmarks/results/live_task.md)."""
+
+    name = "animal_shapes"
+    PACKAGE = "animal_shape_mnist"
+    FILES = {  # file -> sha256 of the animal-shape-mnist 0.39 release: the pickles are read only if they match
+        "animal_data_version_3.gz": "68a30346781a0984f839463a4615d2decb899d1ce65091bb92586311754a34ce",
+        "animal_label_version_3.gz": "dec8dba7c469830989fbab46825021a08a38470753a512f27ada847eced97b57",
+    }
+    SIZE = 10_000
+
+    def __init__(
+        self,
+        batch_size: int = 64,
+        seed: int = 0,
+        val_size: int = 2000,
+        test_size: int = 2000,
+        train_size: int | None = None,
+        image_size: int | None = None,
+        num_workers: int = 0,
+    ):
+        super().__init__(batch_size, seed, num_workers)
+        available = self.SIZE - val_size - test_size
+        if val_size < 1 or test_size < 1 or available < 1:
+            raise ConfigError(
+                f"val_size ({val_size}) and test_size ({test_size}) must be >= 1 and leave training images of the "
+                f"{self.SIZE:,}: lower them"
+            )
+        if train_size is not None and not 1 <= train_size <= available:
+            raise ConfigError(f"train_size must be between 1 and {available} (what val_size and test_size leave), got {train_size}")
+        if image_size is not None and image_size < 1:
+            raise ConfigError(f"image_size must be >= 1 (or null for the native 28), got {image_size}")
+        self.val_size, self.test_size, self.train_size, self.image_size = val_size, test_size, train_size, image_size
+
+    def describe(self) -> dict:
+        return {**super().describe(), "val_size": self.val_size, "test_size": self.test_size,
+                "train_size": self.train_size, "image_size": self.image_size}
+
+    def folder(self) -> Path:
+        spec = importlib.util.find_spec(self.PACKAGE)
+        if spec is None or not spec.submodule_search_locations:
+            raise ImportError("the animal silhouettes ship with the animal-shape-mnist package: pip install animal-shape-mnist")
+        return Path(list(spec.submodule_search_locations)[0]) / "data" / "Animal Shape"
+
+    def load_arrays(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        images, labels = (_read_pinned_pickle(self.folder() / name, digest) for name, digest in self.FILES.items())
+        x = _resize(torch.from_numpy(np.asarray(images, dtype=np.uint8)).float().unsqueeze(1) / 255.0, self.image_size, 1)
+        y = torch.from_numpy(np.asarray(labels, dtype=np.int64))
+        rows = _split_counts(len(y), self.val_size, self.test_size, self.train_size, self.seed)
+        return {k: (x[r], y[r]) for k, r in rows.items()}
+
+
+def _read_pinned_pickle(path: Path, sha256: str):
+    """Unpickle a gzipped file only if its bytes are the release's (unpickling runs code)."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ImportError(f"{path} is missing: reinstall animal-shape-mnist (pip install --force-reinstall animal-shape-mnist==0.39)") from None
+    if hashlib.sha256(raw).hexdigest() != sha256:
+        raise ImportError(f"{path} is not the file of animal-shape-mnist 0.39 (sha256 differs): pip install animal-shape-mnist==0.39")
+    return pickle.loads(gzip.decompress(raw))
 
 
 class CIFAR10DataModule(ImageDataModule):
