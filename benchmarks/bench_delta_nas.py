@@ -90,7 +90,7 @@ def cross_validated_loss(dm, folds: int, steps: int, seed: int) -> dict[str, Any
 
 
 def part_kstudy(args) -> dict[str, Any]:
-    from lightning_nas.data.difference import DifferenceDataModule
+    from lightning_nas.proxies.difference import DifferenceDataModule
 
     nb201, tnb = protocol("nb201-cifar10"), protocol("tnb101-class_scene")
     sources = {

@@ -17,9 +17,10 @@ from hypothesis import strategies as st
 
 from lightning_nas.benchmarks.archive import Benchmark
 from lightning_nas.benchmarks.oracle import TabularOracle
-from lightning_nas.data.difference import DifferenceDataModule, LabelledPairsDataModule, labelled_pairs
+from lightning_nas.data.difference import LabelledPairsDataModule, labelled_pairs
 from lightning_nas.encodings.difference import ENCODINGS, difference, edit_of, encode
 from lightning_nas.predictors.difference import DifferencePredictor
+from lightning_nas.proxies.difference import DifferenceDataModule
 from lightning_nas.proxies.zero_cost import ProxyBatch, score_architecture
 from lightning_nas.search.delta_nas import DeltaNAS
 from lightning_nas.search.loop import SearchLoop

@@ -30,11 +30,7 @@ LAYERS: list[set[str]] = [
 
 #: imports that break the rules today and are fixed on other branches of this round; the lead
 #: deletes each entry when its branch is merged. (importer, imported)
-KNOWN_VIOLATIONS: set[tuple[str, str]] = {
-    # the proxy-labelled difference datamodule moves to proxies/ with the Delta-NAS work of issue 35
-    ("lightning_nas.data.difference", "lightning_nas.proxies.cache"),
-    ("lightning_nas.data.difference", "lightning_nas.proxies.zero_cost"),
-}
+KNOWN_VIOLATIONS: set[tuple[str, str]] = set()
 #: private names (`_x`) one module uses of another: (user, module, name)
 KNOWN_PRIVATE_USES: set[tuple[str, str, str]] = set()
 

@@ -1,5 +1,5 @@
 """Zero-cost proxy values, computed once per architecture and kept in a JSON file (the labels of
-the Delta-NAS difference dataset, `lightning_nas.data.difference.DifferenceDataModule`)."""
+the Delta-NAS difference dataset, `lightning_nas.proxies.difference.DifferenceDataModule`)."""
 from __future__ import annotations
 
 import hashlib
