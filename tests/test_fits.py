@@ -307,3 +307,45 @@ def start_process(command: list[str]):
     from test_resume import search_env
 
     return subprocess.Popen(command, cwd=ROOT, env=search_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+# --- the user's own images ------------------------------------------------------------------------------
+def image_folder(root: Path, per_class: int = 12) -> Path:
+    """Two classes of 10x10 PNGs told apart by brightness, some RGB and some grayscale."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for label, (name, level) in enumerate((("dark", 40), ("light", 210))):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            pixels = np.clip(rng.normal(level, 20, (10, 10, 3)), 0, 255).astype(np.uint8)
+            image = Image.fromarray(pixels) if i % 2 else Image.fromarray(pixels[..., 0], mode="L")
+            image.save(root / name / f"{i}.png")
+    return root
+
+
+def test_image_folder_datamodule_reads_splits_and_classes(tmp_path):
+    from lightning_nas.data.images import ImageFolderDataModule
+
+    data = ImageFolderDataModule(str(image_folder(tmp_path / "images")), image_size=8, channels=3, seed=1)
+    assert data.classes == ["dark", "light"] and data.num_classes == 2 and data.name == "images"
+    assert data.input_shape == (3, 8, 8)
+    assert sum(data.split_size(s) for s in ("train", "val", "test")) == 24
+    x, y = next(iter(data.train_dataloader()))
+    assert x.shape[1:] == (3, 8, 8) and set(y.tolist()) <= {0, 1}
+    assert ImageFolderDataModule(str(tmp_path / "images"), image_size=8, channels=1).input_shape == (1, 8, 8)
+    with pytest.raises(ConfigError, match="at least 2"):
+        ImageFolderDataModule(str(tmp_path / "images" / "dark"))
+
+
+@pytest.mark.slow
+def test_a_live_search_on_an_image_folder_as_the_readme_shows(search, tmp_path):
+    images = image_folder(tmp_path / "my_images")
+    args = [*live_args("re"), "--oracle.init_args.datamodule", "lightning_nas.data.images.ImageFolderDataModule",
+            "--oracle.init_args.datamodule.root", str(images), "--oracle.init_args.datamodule.image_size", "8",
+            "--oracle.init_args.store", str(tmp_path / "evaluations.sqlite"), "--oracle.init_args.epochs", "1",
+            "--budget", "3", "--progress", "false"]
+    code, _, err, results = search(args)
+    assert code == 0, err
+    assert len(results["queries"]) == 3 and results["fits"] == []
+    assert all(0 <= q["score"] <= 100 and "test_acc" in q["report"] for q in results["queries"])

@@ -218,11 +218,11 @@ class RankingFinetuner(Predictor):
         mismatched = [k for k in ENCODER_KEYS if k in theirs and theirs[k] != self.hparams[k]]
         if mismatched:
             detail = ", ".join(f"{k}: checkpoint {theirs[k]!r} vs model {self.hparams[k]!r}" for k in mismatched)
-            raise ValueError(f"stage-1 checkpoint {file} has a different soft encoder ({detail}); use the same settings")
+            raise ConfigError(f"stage-1 checkpoint {file} has a different soft encoder ({detail}); use the same settings")
         prefix = "encoder."
         state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
         if not state:
-            raise ValueError(f"{file} holds no soft encoder weights: is it a ContrastivePretrainer checkpoint?")
+            raise ConfigError(f"{file} holds no soft encoder weights: is it a ContrastivePretrainer checkpoint?")
         self.encoder.load_state_dict(state)
         self.pretrained_from = str(file)
 

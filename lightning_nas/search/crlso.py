@@ -51,6 +51,9 @@ DECODE_CHUNK = 16  # attempts decoded per batch
 SEED_LATENTS = ("encoded", "proposed")  # where a labelled architecture's latent point comes from
 FINETUNE_TARGETS = ("zscore", "rank")  # what the ICNN regresses: z-scored labels or their normal scores
 FINETUNE_STARTS = ("last", "fit")  # each fine-tune continues the last round's head or restarts from the fit's
+#: an unfitted model's initial_size (the fit's labelled set of configs/fits/*/crlso.yaml), fit_epochs
+#: (their trainer.max_epochs) and fit_pool (CR-LSO appendix A: 50,000 samples where the space is larger)
+UNFITTED_DEFAULTS = (50, 4, 50_000)
 
 COUNTERS = (
     "warm_start_queries",  # the fit's labelled architectures, re-queried so the budget counts them
@@ -93,9 +96,9 @@ class CRLSO(Strategy):
         seed_latent: str = "encoded",
         finetune_target: str = "zscore",
         finetune_from: str = "last",
-        initial_size: int = 50,
-        fit_epochs: int = 4,
-        fit_pool: int = 50_000,
+        initial_size: int | None = None,
+        fit_epochs: int | None = None,
+        fit_pool: int | None = None,
     ):
         """Step sizes are unit-free: with `normalize_gradient` the step is eta times the radius of
         the pool's latent cloud (the norm of the per-dimension spread `latent_std`) along the
@@ -105,7 +108,7 @@ class CRLSO(Strategy):
         `initial_size`, `fit_epochs`, `fit_pool`: an unfitted model's warm start (random queries),
         the length of its fit on their labels (epochs over the G-VAE pool) and the size of that pool
         (all of a smaller space: CR-LSO appendix A uses all of NB101 / NB201, 50,000 cells of NB301);
-        a fitted model ignores them."""
+        a fitted model ignores them. None: `UNFITTED_DEFAULTS` (None keeps them out of run recipes)."""
         if top_k < 1:
             raise ValueError(f"top_k must be >= 1, got {top_k}")
         if not 0 < step_size <= max_step_size:
@@ -114,6 +117,8 @@ class CRLSO(Strategy):
             raise ValueError("step_increment and noise_increment must be > 0 and noise >= 0")
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
+        initial_size, fit_epochs, fit_pool = (default if value is None else value for value, default in
+                                              zip((initial_size, fit_epochs, fit_pool), UNFITTED_DEFAULTS))
         if initial_size < 0 or fit_epochs < 1 or fit_pool < 1:
             raise ValueError(f"need initial_size >= 0, fit_epochs >= 1 and fit_pool >= 1, got {initial_size}, "
                              f"{fit_epochs} and {fit_pool}")

@@ -18,12 +18,15 @@ import fcntl
 import hashlib
 import json
 import os
+import random
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
+import torch
 import yaml
 
 from lightning_nas.errors import ConfigError, MissingFileError
@@ -66,7 +69,12 @@ def auto_fit(config: str, cache: str, progress: bool = True) -> Fit:
     if not Path(config).is_file():
         raise MissingFileError(f"auto_fit: fit config {config} does not exist; give the path of a "
                                "`lightning-nas fit` config (e.g. configs/fits/nb201/delta_nas.yaml)")
-    cli = _fit_cli(config, Path(cache))
+    with _isolated():
+        return _made_or_cached(config, Path(cache), progress)
+
+
+def _made_or_cached(config: str, cache: Path, progress: bool) -> Fit:
+    cli = _fit_cli(config, cache)
     fit = Fit(config, cli.key, str(cli.folder / CHECKPOINT))
     with _locked(cli.folder.with_suffix(".lock")):
         if Path(fit.path).is_file():
@@ -109,6 +117,25 @@ def _fit_cli(config: str, cache: Path):
                           args=["--config", config], parser_kwargs={"exit_on_error": False})
     except ArgumentError as e:  # jsonargparse's account of what in the file is wrong
         raise ConfigError(f"auto_fit: {config} is not a config `lightning-nas fit` can run ({e})") from None
+
+
+@contextmanager
+def _isolated() -> Iterator[None]:
+    """The fit seeds itself (`seed_everything` of its config); the search's RNG states and seed
+    variables are as they were afterwards, whether the fit was made or read from the cache."""
+    states = random.getstate(), np.random.get_state()
+    variables = {name: os.environ.get(name) for name in ("PL_GLOBAL_SEED", "PL_SEED_WORKERS")}
+    try:
+        with torch.random.fork_rng(devices=[]):
+            yield
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        for name, value in variables.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 @contextmanager
