@@ -29,6 +29,7 @@ from lightning_nas.benchmarks.oracle import Oracle
 from lightning_nas.data.datamodule import ArchitectureDataModule
 from lightning_nas.errors import ConfigError
 from lightning_nas.predictors.base import check_checkpoint_matches, read_checkpoint
+from lightning_nas.search.fits import check_model_checkpoints
 from lightning_nas.search.strategy import Strategy
 
 #: packages whose modules define strategies and oracles: imported before `search` builds its parser,
@@ -51,6 +52,8 @@ class NASTrainer(Trainer):
         progress: bool = True,
         oracle: Oracle | None = None,
         table_only: bool = False,
+        auto_fit: str | None = None,
+        fit_cache: str | None = None,
     ) -> dict[str, Any]:
         """Run a search: the strategy asks, the oracle answers within `budget` queries.
 
@@ -78,12 +81,17 @@ class NASTrainer(Trainer):
                 (listed under `--oracle.help`)
             table_only: search only the table's architectures (for a table that samples its space,
                 such as NB101's 30k cells): predictor-guided methods rank only what the oracle can answer
+            auto_fit: a `lightning-nas fit` config of the predictor (e.g. Delta-NAS's) or of its label-free
+                first stage (DCL-ENAS's stage 1), run on first use when no checkpoint gives it
+            fit_cache: the folder auto_fit keeps its fits in, one per resolved fit config, shared by
+                every search that uses it (default checkpoints/fits)
         """
         kwargs = dict(
             datamodule=datamodule, strategy=strategy, model=model, ckpt_path=ckpt_path, budget=budget,
             report=[report] if isinstance(report, str) else report or [], run_dir=run_dir, ask_batch=ask_batch,
             finetune_epochs=finetune_epochs, seed=int(os.environ.get("PL_GLOBAL_SEED", 0)), progress=progress,
             config=getattr(self, "search_config", {}), oracle=oracle, table_only=table_only,
+            auto_fit=auto_fit, **({"fit_cache": fit_cache} if fit_cache is not None else {}),
         )
         launcher = self.strategy.launcher
         if launcher is not None:
@@ -191,6 +199,8 @@ def _check_search_config(search: Namespace) -> None:
     for name, parameter in inspect.signature(NASTrainer.search).parameters.items():
         if parameter.default not in (None, inspect.Parameter.empty) and search.get(name, parameter.default) is None:
             raise ConfigError(f"`{name}:` is null in the config: give it a value (default {parameter.default!r}) or delete it")
+    if isinstance(search.get("model"), Namespace) and isinstance(search["model"].get("init_args"), Namespace):
+        check_model_checkpoints(search["model"]["init_args"].as_dict())  # a missing stage-1 encoder
     if search.get("ckpt_path") and search.get("model"):  # before the checkpoint's hyper-parameters replace `model:`
         init_args = search["model"].get("init_args")
         check_checkpoint_matches(search["ckpt_path"], search["model"]["class_path"], init_args.as_dict() if init_args else {})

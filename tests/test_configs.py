@@ -1,5 +1,6 @@
 """Every shipped config parses: each search the report composes (a method, its file for the protocol's
-family, the protocol), each fit, the quick start and the SLURM example; and no file is left unused."""
+family, the protocol), each fit, the quick start and the SLURM example (the live searches of
+configs/live: tests/test_fits.py); and no file is left unused."""
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ FITS = sorted((ROOT / "configs" / "fits").rglob("*.yaml"))
 PRODUCERS = checkpoint_producers()
 SINGLE_SEARCHES = [ROOT / "configs" / "quickstart.yaml", ROOT / "configs" / "slurm" / "live_search.yaml"]
 SWEEP_SETTINGS = ROOT / "configs" / "slurm" / "sweep.yaml"  # submitit's parameters: tests/test_executors.py
+LIVE = sorted((ROOT / "configs" / "live").glob("*.yaml"))  # parsed by tests/test_fits.py
 
 
 @pytest.mark.parametrize("protocol, method", SEARCHES, ids=[f"{p.name}-{m.name}" for p, m in SEARCHES])
@@ -40,7 +42,7 @@ def test_the_quick_start_and_the_slurm_example_parse(path):
 
 
 def test_every_config_file_is_used_and_every_name_exists():
-    used = {c for p, m in SEARCHES for c in p.configs(m)} | set(FITS) | set(SINGLE_SEARCHES) | {SWEEP_SETTINGS}
+    used = {c for p, m in SEARCHES for c in p.configs(m)} | set(FITS) | set(SINGLE_SEARCHES) | {SWEEP_SETTINGS} | set(LIVE)
     assert set((ROOT / "configs").rglob("*.yaml")) == used
     names = {p.name for p in protocols()}
     assert set(metadata()["order"]) == names and set(metadata()["partial"]) <= names

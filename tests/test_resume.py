@@ -22,7 +22,8 @@ from tiny_crlso import tiny_crlso
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
-TINY_DCL = ["--model.init_args.pretrained=null", "--model.init_args.hidden=16", "--model.init_args.embed_dim=16",
+TINY_DCL = ["--model.init_args.pretrained=null", "--model.init_args.from_scratch=true", "--model.init_args.hidden=16",
+            "--model.init_args.embed_dim=16",
             "--model.init_args.gin_layers=2", "--model.init_args.transformer_layers=1", "--model.init_args.heads=2"]
 TINY_CTNAS = ["--model.init_args.hidden=16", "--model.init_args.num_layers=2", "--strategy.init_args.initial_size=8",
               "--strategy.init_args.controller_steps=4", "--strategy.init_args.candidate_pool=16",

@@ -15,24 +15,13 @@ from benchmarks.report.protocols import Protocol
 from lightning_nas.errors import MissingFileError
 from lightning_nas.io import atomic_write
 from lightning_nas.bench import config_arguments, resolved_config
+from lightning_nas.search.fits import checkpoint_callbacks
+from lightning_nas.search.fits import checkpoint_producers as producers_under
 
 
 def checkpoint_producers(config_dir: Path = CONFIGS) -> dict[str, Path]:
     """ckpt path -> the fit config whose ModelCheckpoint writes it (best and last)."""
-    producers: dict[str, Path] = {}
-    for path in sorted(config_dir.rglob("*.yaml")):
-        config = yaml.safe_load(path.read_text()) or {}
-        for args in checkpoint_callbacks(config):
-            if "dirpath" in args:
-                for name in (args.get("filename") or "best", "last"):
-                    producers[str(Path(args["dirpath"]) / f"{name}.ckpt")] = path
-    return producers
-
-
-def checkpoint_callbacks(config: dict[str, Any]) -> list[dict[str, Any]]:
-    """The init_args of every callback a config's trainer has (what ModelCheckpoint settings live in)."""
-    callbacks = (config.get("trainer") or {}).get("callbacks") or []
-    return [cb.get("init_args", {}) for cb in (callbacks if isinstance(callbacks, list) else [callbacks]) if isinstance(cb, dict)]
+    return producers_under(config_dir)
 
 
 def needed_checkpoints(config: dict[str, Any]) -> list[str]:

@@ -7,13 +7,17 @@ the benchmark table's own architectures (`pool_source: benchmark`). The
 labelled architectures are always in the pool. `pool_holdout` keeps a seeded fraction of the
 unlabelled architectures out of the pool, so reconstruction can be measured on unseen ones.
 
+`LabelledPoolDataModule` is the same data from given labels instead of a table: what a search fits
+an untrained CR-LSO model on, from its own first queries (`lightning_nas.search.crlso`).
+
 Every batch holds the G-VAE's graphs (`GraphCodec.graph`): train batches come from the pool and
 carry `pool_id` (the model looks up its pseudo-label), val/test batches the z-scored `y`.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
+import lightning as L
 import numpy as np
 import torch
 from torch_geometric.loader import DataLoader
@@ -21,7 +25,7 @@ from torch_geometric.loader import DataLoader
 from lightning_nas.data.datamodule import ArchitectureDataModule
 from lightning_nas.data.pool import draw_pool
 from lightning_nas.errors import ConfigError
-from lightning_nas.spaces.base import Architecture
+from lightning_nas.spaces.base import Architecture, SearchSpace
 from lightning_nas.spaces.codec import GraphCodec
 
 
@@ -81,8 +85,7 @@ class GVAEDataModule(ArchitectureDataModule):
         else:
             drawn = draw_pool(space, hp.pool_size, rng)
         labelled = self.train_archs
-        known = {space.key(a) for a in labelled}
-        unlabelled = [a for a in drawn if space.key(a) not in known]
+        unlabelled = unlabelled_rest(space, labelled, drawn)
         order = rng.permutation(len(unlabelled))
         n_out = int(len(unlabelled) * hp.pool_holdout)
         self.pool_holdout_archs = [unlabelled[i] for i in np.sort(order[:n_out])]
@@ -103,20 +106,46 @@ class GVAEDataModule(ArchitectureDataModule):
             data.append(d)
         return data
 
-    def pool_dataset(self) -> list:
-        codec = self.codec
-        data = []
-        for i, a in enumerate(self.pool_archs):
-            d = codec.graph(a)
-            d.pool_id = torch.tensor([i])
-            data.append(d)
-        return data
+    def train_dataloader(self) -> DataLoader:
+        return pool_loader(self.codec, self.pool_archs, self.hparams.batch_size, self.hparams.seed, self.hparams.num_workers)
+
+
+class LabelledPoolDataModule(L.LightningDataModule):
+    """The G-VAE's data from given labels (a search's own first queries) instead of a table: the
+    labelled architectures and `pool_size` more drawn from the space (all of it when it is smaller;
+    CR-LSO samples 50,000 for NB301). No validation split: every label trains."""
+
+    def __init__(self, space: SearchSpace, archs: Sequence[Architecture], y: Sequence[float],
+                 pool_size: int = 50_000, batch_size: int = 64, seed: int = 0):
+        super().__init__()
+        if len(archs) < 2:
+            raise ConfigError(f"CR-LSO's fit needs at least 2 labelled architectures, got {len(archs)}")
+        self.space, self.train_archs = space, list(archs)
+        self.train_y = np.asarray(y, dtype=np.float64)
+        self.y_mean = float(self.train_y.mean())
+        self.y_std = float(self.train_y.std()) if self.train_y.std() > 0 else 1.0
+        self.val_rows = np.zeros(0, dtype=int)
+        self.batch_size, self.seed = batch_size, seed
+        drawn = draw_pool(space, pool_size, np.random.default_rng([seed, 1]))
+        self.pool_archs = self.train_archs + unlabelled_rest(space, self.train_archs, drawn)
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(
-            self.pool_dataset(),
-            batch_size=self.hparams.batch_size,
-            shuffle=True,
-            generator=torch.Generator().manual_seed(self.hparams.seed),
-            num_workers=self.hparams.num_workers,
-        )
+        return pool_loader(self.space.codec(), self.pool_archs, self.batch_size, self.seed)
+
+
+def unlabelled_rest(space: SearchSpace, labelled: Sequence[Architecture], drawn: Sequence[Architecture]) -> list[Architecture]:
+    """The drawn architectures that are not labelled (the pool is the labelled ones, then these)."""
+    known = {space.key(a) for a in labelled}
+    return [a for a in drawn if space.key(a) not in known]
+
+
+def pool_loader(codec: GraphCodec, pool: Sequence[Architecture], batch_size: int, seed: int,
+                num_workers: int = 0) -> DataLoader:
+    """Shuffled batches of the pool's G-VAE graphs; each carries its `pool_id` (for its pseudo-label)."""
+    data = []
+    for i, a in enumerate(pool):
+        d = codec.graph(a)
+        d.pool_id = torch.tensor([i])
+        data.append(d)
+    return DataLoader(data, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed),
+                      num_workers=num_workers)

@@ -5,8 +5,9 @@
   package ships (no download): the embedded task on which NB201 cells rank much as on CIFAR-10.
 - `CIFAR10DataModule`: CIFAR-10 read from a local `cifar-10-batches-py` folder (the official
   python-pickle release); nothing is downloaded.
+- `ImageFolderDataModule`: the user's own images, one subfolder per class.
 
-Both draw a fixed train/val/test split from `seed`, normalise with the training split's
+All draw a fixed train/val/test split from `seed`, normalise with the training split's
 per-channel statistics, and expose `name`, `num_classes`, `input_shape` and `sample_batch`.
 """
 from __future__ import annotations
@@ -311,3 +312,79 @@ def _read_batches(paths: list[Path]) -> tuple[torch.Tensor, torch.Tensor]:
         ys.append(np.asarray(labels, dtype=np.int64))
     x = torch.from_numpy(np.concatenate(xs)).float() / 255.0
     return x, torch.from_numpy(np.concatenate(ys))
+
+
+# --- the user's own images ------------------------------------------------------------------
+EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+FOLDER_SPLITS = ("train", "val", "test")
+
+
+class ImageFolderDataModule(ImageDataModule):
+    """The user's own images from a local folder, one subfolder per class (torchvision's ImageFolder
+    layout: root/<class>/<image>), or split by hand (root/train|val|test/<class>/<image>); nothing is
+    downloaded. Classes are the subfolder names in sorted order. Without train/val/test subfolders
+    the images are split by `seed` (`val_fraction`, `test_fraction`), as the digits are. Images are
+    read once with Pillow (which matplotlib brings), resized to `image_size` x `image_size`, made
+    `channels` deep (1: grayscale, 3: RGB) and kept in memory: meant for the small data sets a search
+    trains every candidate on."""
+
+    def __init__(
+        self,
+        root: str,
+        image_size: int = 32,
+        channels: int = 3,
+        batch_size: int = 64,
+        seed: int = 0,
+        val_fraction: float = 0.2,
+        test_fraction: float = 0.2,
+        num_workers: int = 0,
+    ):
+        super().__init__(batch_size, seed, num_workers)
+        if channels not in (1, 3):
+            raise ConfigError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels}")
+        if image_size < 1:
+            raise ConfigError(f"image_size must be >= 1, got {image_size}")
+        _split_rows(10, val_fraction, test_fraction, seed)  # validate the fractions now
+        self.root, self.image_size, self.channels = Path(root).expanduser(), image_size, channels
+        self.val_fraction, self.test_fraction = val_fraction, test_fraction
+        self.name = self.root.name
+        self.classes = self._classes(self.root / "train" if self._presplit() else self.root)
+        self.num_classes = len(self.classes)
+
+    def describe(self) -> dict:
+        return {**super().describe(), "root": str(self.root.resolve()), "image_size": self.image_size,
+                "channels": self.channels, "val_fraction": self.val_fraction, "test_fraction": self.test_fraction}
+
+    def _presplit(self) -> bool:
+        return all((self.root / split).is_dir() for split in FOLDER_SPLITS)
+
+    def _classes(self, folder: Path) -> list[str]:
+        if not folder.is_dir():
+            raise MissingFileError(f"image folder {folder} does not exist: give `root`, a folder with one subfolder per class")
+        classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
+        if len(classes) < 2:
+            raise ConfigError(f"{folder} has {len(classes)} class subfolders; a classification task needs at least 2 "
+                              "(root/<class>/<image>, or root/train|val|test/<class>/<image>)")
+        return classes
+
+    def _read(self, folder: Path) -> tuple[torch.Tensor, torch.Tensor]:
+        from PIL import Image
+
+        images, labels = [], []
+        for label, name in enumerate(self.classes):
+            for path in sorted(p for p in (folder / name).rglob("*") if p.suffix.lower() in EXTENSIONS):
+                with Image.open(path) as image:
+                    image = image.convert("L" if self.channels == 1 else "RGB").resize((self.image_size, self.image_size))
+                    array = np.asarray(image, dtype=np.float32) / 255.0
+                images.append(array[None] if self.channels == 1 else array.transpose(2, 0, 1))
+                labels.append(label)
+        if not images:
+            raise ConfigError(f"no images ({', '.join(EXTENSIONS)}) under {folder}")
+        return torch.from_numpy(np.stack(images)), torch.tensor(labels, dtype=torch.int64)
+
+    def load_arrays(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        if self._presplit():
+            return {split: self._read(self.root / split) for split in FOLDER_SPLITS}
+        x, y = self._read(self.root)
+        rows = _split_rows(len(y), self.val_fraction, self.test_fraction, self.seed)
+        return {k: (x[r], y[r]) for k, r in rows.items()}

@@ -23,6 +23,7 @@ from torch_geometric.data import Batch
 
 from lightning_nas.errors import ConfigError, MissingFileError
 from lightning_nas.encodings.graph import to_batch
+from lightning_nas.errors import ConfigError, MissingFileError
 from lightning_nas.nn.dcl import ScoreHead, SoftEncoder
 from lightning_nas.predictors.base import Predictor
 from lightning_nas.spaces.base import get_space
@@ -161,8 +162,13 @@ class ContrastivePretrainer(L.LightningModule):
 
 # --- stage 2 -------------------------------------------------------------------------------
 class RankingFinetuner(Predictor):
-    """Predictor = stage-1 soft encoder + score head. `pretrained`: a stage-1 checkpoint (None trains
-    from scratch: the "without pre-training" ablation); `loss`: "ranking" or "mse" (ablation)."""
+    """Predictor = stage-1 soft encoder + score head. `pretrained`: a stage-1 checkpoint (None: a
+    search fits stage 1 itself with its `auto_fit`, or refuses); `from_scratch`: the "without
+    pre-training" ablation (the encoder starts at random; left out of run recipes while None);
+    `loss`: "ranking" or "mse" (ablation)."""
+
+    #: the label-free first stage whose checkpoint `pretrained` names
+    pretrainer = f"{__name__}.ContrastivePretrainer"
 
     def __init__(
         self,
@@ -181,6 +187,7 @@ class RankingFinetuner(Predictor):
         encoder_lr_scale: float = 1.0,
         weight_decay: float = 0.0,
         max_epochs_hint: int | None = None,
+        from_scratch: bool | None = None,
     ):
         super().__init__()
         if loss not in ("ranking", "mse"):
@@ -190,8 +197,15 @@ class RankingFinetuner(Predictor):
         self.save_hyperparameters()
         self.encoder = build_encoder(self.hparams)
         self.head = ScoreHead(embed_dim, head_hidden, dropout)
+        if pretrained is not None and from_scratch:
+            raise ConfigError("pretrained names a stage-1 encoder and from_scratch asks for none: keep one")
+        self.pretrained_from: str | None = None
         if pretrained is not None:
             self.load_pretrained(pretrained)
+
+    def lacks_pretraining(self) -> bool:
+        """Whether the encoder still needs its stage 1 (none loaded, and not the ablation)."""
+        return self.pretrained_from is None and not self.hparams.from_scratch
 
     def load_pretrained(self, path: str) -> None:
         """Copy the soft encoder of a stage-1 (`ContrastivePretrainer`) checkpoint into this model."""
@@ -211,6 +225,7 @@ class RankingFinetuner(Predictor):
         if not state:
             raise ConfigError(f"{file} holds no soft encoder weights: is it a ContrastivePretrainer checkpoint?")
         self.encoder.load_state_dict(state)
+        self.pretrained_from = str(file)
 
     def forward(self, batch) -> Tensor:
         return self.head(self.encoder(batch))

@@ -22,7 +22,10 @@ it continues where the last one ended ("(8) can be performed multiple times by i
 assigning a new z", Sec. III-E1; the authors' code keeps that point too).
 
 The first asks return the fit's labelled architectures (`warm_start`), so the search pays for the
-labels its predictor was trained on, as the paper's query counts do.
+labels its predictor was trained on, as the paper's query counts do. A model that was never fitted
+(no checkpoint: live training, the user's own data) is fitted inside the run instead: the first
+`initial_size` queries are random cells, and the whole model (Alg. 1) is fitted on their labels for
+`fit_epochs` before the first latent step.
 
 Every decode is counted by verdict (valid / repaired / invalid) and outcome (new or already
 known); `stats()` reports the counts and the loop writes them into `results.json`.
@@ -49,10 +52,13 @@ DECODE_CHUNK = 16  # attempts decoded per batch
 SEED_LATENTS = ("encoded", "proposed")  # where a labelled architecture's latent point comes from
 FINETUNE_TARGETS = ("zscore", "rank")  # what the ICNN regresses: z-scored labels or their normal scores
 FINETUNE_STARTS = ("last", "fit")  # each fine-tune continues the last round's head or restarts from the fit's
+#: an unfitted model's initial_size (the fit's labelled set of configs/fits/*/crlso.yaml), fit_epochs
+#: (their trainer.max_epochs) and fit_pool (CR-LSO appendix A: 50,000 samples where the space is larger)
+UNFITTED_DEFAULTS = (50, 4, 50_000)
 
 COUNTERS = (
     "warm_start_queries",  # the fit's labelled architectures, re-queried so the budget counts them
-    "random_initial",  # random samples asked before any label exists (no warm start)
+    "random_initial",  # random samples asked before the model is fitted, or before any label exists
     "proposed",  # new architectures from latent-space steps
     "decodes",  # every decode attempt
     "decoded_valid",  # ... decoded into a valid architecture as is
@@ -68,8 +74,9 @@ COUNTERS = (
 
 class CRLSO(Strategy):
     surrogate_protocol = LatentSurrogate
-    surrogate_hint = ("a trained CR-LSO model: lightning_nas.predictors.crlso.CRLSOModel, with ckpt_path "
-                      "its fit checkpoint")
+    surrogate_hint = ("a CR-LSO model: lightning_nas.predictors.crlso.CRLSOModel (with ckpt_path its fit "
+                      "checkpoint, or none to fit it inside the run)")
+    warm_start_hint = "; set strategy.init_args.initial_size >= 2 to fit it on the search's first queries"
 
     def __init__(
         self,
@@ -90,12 +97,19 @@ class CRLSO(Strategy):
         seed_latent: str = "encoded",
         finetune_target: str = "zscore",
         finetune_from: str = "last",
+        initial_size: int | None = None,
+        fit_epochs: int | None = None,
+        fit_pool: int | None = None,
     ):
         """Step sizes are unit-free: with `normalize_gradient` the step is eta times the radius of
         the pool's latent cloud (the norm of the per-dimension spread `latent_std`) along the
         unit gradient; with False, Eq. 8 literally: eta times the raw gradient. The noise sigma is
         in units of the per-dimension spread. (The paper's eta / sigma values did not survive;
-        the authors' code steps in raw latent units, which depend on the trained model's scale.)"""
+        the authors' code steps in raw latent units, which depend on the trained model's scale.)
+        `initial_size`, `fit_epochs`, `fit_pool`: an unfitted model's warm start (random queries),
+        the length of its fit on their labels (epochs over the G-VAE pool) and the size of that pool
+        (all of a smaller space: CR-LSO appendix A uses all of NB101 / NB201, 50,000 cells of NB301);
+        a fitted model ignores them. None: `UNFITTED_DEFAULTS` (None keeps them out of run recipes)."""
         if top_k < 1:
             raise ConfigError(f"top_k must be >= 1, got {top_k}")
         if not 0 < step_size <= max_step_size:
@@ -104,6 +118,11 @@ class CRLSO(Strategy):
             raise ConfigError("step_increment and noise_increment must be > 0 and noise >= 0")
         if max_attempts < 1:
             raise ConfigError(f"max_attempts must be >= 1, got {max_attempts}")
+        initial_size, fit_epochs, fit_pool = (default if value is None else value for value, default in
+                                              zip((initial_size, fit_epochs, fit_pool), UNFITTED_DEFAULTS))
+        if initial_size < 0 or fit_epochs < 1 or fit_pool < 1:
+            raise ConfigError(f"need initial_size >= 0, fit_epochs >= 1 and fit_pool >= 1, got {initial_size}, "
+                              f"{fit_epochs} and {fit_pool}")
         for name, value, allowed in (("seed_latent", seed_latent, SEED_LATENTS),
                                      ("finetune_target", finetune_target, FINETUNE_TARGETS),
                                      ("finetune_from", finetune_from, FINETUNE_STARTS)):
@@ -116,16 +135,18 @@ class CRLSO(Strategy):
         self.finetune_batch_size, self.finetune_latent_noise = finetune_batch_size, finetune_latent_noise
         self.warm_start, self.seed_latent = warm_start, seed_latent
         self.finetune_target, self.finetune_from = finetune_target, finetune_from
+        self.initial_size, self.fit_epochs, self.fit_pool = initial_size, fit_epochs, fit_pool
+
+    def warm_start_size(self) -> int:
+        return self.initial_size if self.initial_size >= 2 else 0  # the fit learns from pairs
 
     # --- setup ---------------------------------------------------------------------------
     def setup(self, space, rng, surrogate: LatentSurrogate | None = None) -> None:
         super().setup(space, rng, surrogate)
-        # eta is in units of the latent cloud's radius when the gradient is normalised
-        self.step_unit = float(surrogate.latent_std.norm()) if self.normalize_gradient else 1.0
         self.generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
         self.labelled: dict[str, tuple[Architecture, float]] = {}
         self.asked: set[str] = set()  # proposed keys, told or not (the oracle may not know some)
-        self.warm = surrogate.warm_start() if self.warm_start else []
+        self.warm = surrogate.warm_start() if self.warm_start and self._fitted() else []
         self.warm_index = 0
         self.counts = {name: 0 for name in COUNTERS}
         self.last_finetune_loss = float("nan")
@@ -133,9 +154,22 @@ class CRLSO(Strategy):
         self.proposed_at: dict[tuple[int, ...], torch.Tensor] = {}  # the point each proposal was decoded from
 
     # --- ask / tell ----------------------------------------------------------------------
+    @property
+    def step_unit(self) -> float:
+        """eta is in units of the latent cloud's radius when the gradient is normalised."""
+        return float(self.surrogate.latent_std.norm()) if self.normalize_gradient else 1.0
+
+    def _fitted(self) -> bool:
+        return getattr(self.surrogate, "fitted", True)
+
     def ask(self, n: int) -> list[Architecture]:
         if self._warm_pending():
             return self._next_warm(n)
+        if not self._fitted():
+            out = self.sample_unseen(min(n, self.initial_size - len(self.labelled)), self.labelled.keys() | self.asked)
+            self.asked |= {self.space.key(a) for a in out}
+            self.counts["random_initial"] += len(out)
+            return out
         if not self.labelled:
             self.counts["random_initial"] += n
             return [self.space.sample(self.rng) for _ in range(n)]
@@ -152,6 +186,12 @@ class CRLSO(Strategy):
     def tell(self, archs: Sequence[Architecture], scores: Sequence[float]) -> None:
         for a, s in zip(archs, scores):
             self.labelled[self.space.key(a)] = (a, float(s))
+        if not self._fitted():
+            if len(self.labelled) < self.initial_size:
+                return
+            archs = [a for a, _ in self.labelled.values()]
+            self.surrogate.fit(archs, [s for _, s in self.labelled.values()], self.fit_epochs, self.fit_pool,
+                               int(self.rng.integers(2**31)))
         if not self._warm_pending() and self.labelled:
             self.finetune()
 

@@ -89,6 +89,9 @@ class CTNAS(Strategy):
         self.random_candidates = random_candidates
 
     # --- setup ---------------------------------------------------------------------------
+    def warm_start_size(self) -> int:
+        return self.initial_size  # Alg. 1, line 1: M labelled uniform samples train the NAC first
+
     def setup(self, space: SearchSpace, rng: np.random.Generator,
               surrogate: PairwiseSurrogate | None = None) -> None:
         super().setup(space, rng, surrogate)

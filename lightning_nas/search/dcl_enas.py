@@ -72,6 +72,9 @@ class DCLENAS(Strategy):
         self.population: list[Architecture] = []
         self.predicted_candidates = 0
 
+    def warm_start_size(self) -> int:
+        return self.initial_size  # Alg. 1, step 1: the predictor guides only after these labels
+
     def setup(self, space: SearchSpace, rng: np.random.Generator, surrogate: Surrogate | None = None) -> None:
         super().setup(space, rng, surrogate)
         self.evaluated_canonical: set[str] = set()

@@ -104,6 +104,8 @@ class EDNAG(Strategy):
     mutation 0.6 / 5).
     """
 
+    warm_start_hint = "; set strategy.init_args.random_start (e.g. 10) and finetune: true to train it first"
+
     def __init__(
         self,
         fitness: str = "predictor",
@@ -168,6 +170,10 @@ class EDNAG(Strategy):
         self.run: Generation | None = None  # the generation in progress
         self.runs_done = 0
         self.generation_seconds: list[float] = []
+
+    def warm_start_size(self) -> int:
+        """Random cells first, then a predictor fine-tuned on them ranks the generations."""
+        return self.random_start if self.fitness_mode == "predictor" and self.finetune else 0
 
     def setup(self, space: SearchSpace, rng: np.random.Generator, surrogate: Surrogate | None = None) -> None:
         super().setup(space, rng, surrogate)

@@ -21,7 +21,7 @@ from lightning_nas.search.outputs import write_outputs
 from lightning_nas.search.ranks import Ranks
 from lightning_nas.search.stopping import StopRequests
 from lightning_nas.search.strategy import Strategy
-from lightning_nas.search.surrogate import Surrogate
+from lightning_nas.search.surrogate import Surrogate, fit_records
 
 STATE_FILE = "search_state.pt"
 STALL_LIMIT = 1000  # consecutive asks that bring nothing new before the loop gives up
@@ -50,6 +50,7 @@ class SearchLoop:
         initial: list | None = None,
         stop_requests: StopRequests | None = None,
         table_only: bool = False,
+        fits: list[dict[str, Any]] | None = None,
     ):
         if ask_batch < 1:
             raise ConfigError(f"ask_batch must be >= 1, got {ask_batch}")
@@ -61,6 +62,7 @@ class SearchLoop:
         self.stops = stop_requests or StopRequests()
         self.initial = initial or []  # architectures charged first (a predictor's training labels)
         self.table_only = table_only
+        self.fits = fits or []  # the fits the predictor came from (lightning_nas.search.fits)
         self.history: list[dict[str, Any]] = []
         self.query_seconds: list[float] = []  # wall clock at each query, for timing.json
         self.skipped_not_in_benchmark = 0
@@ -251,6 +253,7 @@ class SearchLoop:
             "skipped_not_in_benchmark": self.skipped_not_in_benchmark,
             "strategy_stats": dict(sorted(stats().items())) if callable(stats) else {},
             "predictor_labels_charged": len(self.initial),
+            "fits": [*self.fits, *fit_records(self.surrogate)],
         }
 
     def timing(self) -> dict[str, Any]:

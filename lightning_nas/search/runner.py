@@ -8,9 +8,12 @@ import torch
 
 from lightning_nas.benchmarks.oracle import Oracle, TabularOracle
 from lightning_nas.data.datamodule import ArchitectureDataModule
-from lightning_nas.errors import ConfigError
+from lightning_nas.errors import ConfigError, MissingFileError
 from lightning_nas.predictors.base import read_checkpoint
+from lightning_nas.search import fits
+from lightning_nas.search.fits import config_key, refusal
 from lightning_nas.search.loop import SearchLoop
+from lightning_nas.search.ranks import Ranks
 from lightning_nas.search.stopping import StopRequests
 from lightning_nas.search.strategy import Strategy
 from lightning_nas.search.surrogate import Surrogate
@@ -59,9 +62,10 @@ def check_featurisation(ckpt_path: str, fitted_data: dict[str, Any], canonical_i
 
 def build_surrogate(strategy: Strategy, model: torch.nn.Module | None, space: SearchSpace,
                     proxy: dict | None, finetune_epochs: int, seed: int,
-                    canonical_inputs: bool) -> Surrogate | None:
+                    canonical_inputs: bool, untrained: str | None = None) -> Surrogate | None:
     """The search's surrogate: a zero-cost proxy (`proxy`, else the strategy's `proxy_surrogate`;
-    its seed drawn from the search's RNG unless given), or the trained predictor `model`, or none."""
+    its seed drawn from the search's RNG unless given), or the predictor `model` (`untrained`: why it
+    was never trained, for a strategy that cannot train it itself), or none."""
     proxy = proxy if proxy is not None else strategy.proxy_surrogate
     if proxy is not None:
         if model is not None:
@@ -74,7 +78,85 @@ def build_surrogate(strategy: Strategy, model: torch.nn.Module | None, space: Se
         return ProxySurrogate(space, **{"seed": None, **proxy})
     if model is None:
         return None
-    return surrogate_for(model, space, finetune_epochs, seed, canonical_inputs)
+    return surrogate_for(model, space, finetune_epochs, seed, canonical_inputs, untrained=untrained,
+                         warm_start=strategy.warm_start_size())
+
+
+def class_path(obj: Any) -> str:
+    return f"{type(obj).__module__}.{type(obj).__qualname__}"
+
+
+def settings_hash(ckpt_path: str) -> str:
+    """The hash of what a checkpoint says it was fitted with (model and data hyper-parameters)."""
+    state = read_checkpoint(ckpt_path)
+    return config_key({"model": state.get("hyper_parameters") or {}, "data": state.get("datamodule_hyper_parameters") or {}})
+
+
+def check_fit_settings(model: torch.nn.Module, ckpt_path: str) -> None:
+    """A fitted predictor replaces the configured one only when their settings agree."""
+    stored = read_checkpoint(ckpt_path).get("hyper_parameters") or {}
+    differ = [f"{k}: fit {stored[k]!r}, search {v!r}" for k, v in model.hparams.items()
+              if k in stored and not k.startswith("_") and stored[k] != v]
+    if differ:
+        raise ConfigError(f"the fit in {ckpt_path} has other model settings than the search's `model:` "
+                          f"({'; '.join(differ)}): use the same settings in both")
+
+
+def prepare_predictor(model: torch.nn.Module | None, ckpt_path: str | None, auto_fit: str | None,
+                      fit_cache: str, progress: bool) -> tuple[str | None, list[dict[str, Any]], str | None]:
+    """Load or make what the predictor needs before the search starts: its checkpoint (`ckpt_path`, or
+    the fit of `auto_fit` when that makes the predictor itself) and its label-free first stage (a
+    stage-1 `pretrained` encoder, or the fit of `auto_fit` when that makes it). Refuses, with the
+    command that makes it, a checkpoint or first stage that is missing.
+
+    Returns the checkpoint the predictor was loaded from (None: not loaded), the records of the fits
+    used, and None if the predictor is trained, else why it is not (with what would train it)."""
+    if ckpt_path is not None and not Path(ckpt_path).is_file():
+        raise MissingFileError(refusal(f"predictor checkpoint {ckpt_path} does not exist", ckpt=ckpt_path,
+                                       class_path=class_path(model) if model is not None else None,
+                                       space=model.hparams.get("space") if model is not None else None))
+    if model is None:
+        if auto_fit is not None:
+            raise ConfigError(f"auto_fit: {auto_fit} fits a predictor, but the search has no `model:` to load it into")
+        return ckpt_path, [], None
+    records: list[dict[str, Any]] = []
+    pretrained = getattr(model, "hparams", {}).get("pretrained")
+    if pretrained:
+        records.append({"role": "pretrained", "made_by": None, "path": pretrained,
+                        "config_hash": settings_hash(pretrained), "labels_charged": 0})
+    if auto_fit is not None:
+        fit = fits.auto_fit(auto_fit, fit_cache, progress)
+        made = (read_checkpoint(fit.path).get("hyper_parameters") or {}).get("_class_path")
+        if made == class_path(model):
+            if ckpt_path is not None:
+                raise ConfigError(f"ckpt_path and auto_fit both give the predictor: keep one (ckpt_path {ckpt_path}, "
+                                  f"auto_fit {auto_fit})")
+            check_fit_settings(model, fit.path)
+            ckpt_path = fit.path
+            records.append(fit.record("predictor"))
+        elif callable(getattr(model, "load_pretrained", None)) and made == getattr(model, "pretrainer", None):
+            if pretrained:
+                raise ConfigError(f"model.init_args.pretrained and auto_fit both give the stage-1 encoder: keep one "
+                                  f"(pretrained {pretrained}, auto_fit {auto_fit})")
+            model.load_pretrained(fit.path)
+            records.append(fit.record("pretrained"))
+        else:
+            raise ConfigError(f"auto_fit: {auto_fit} fits a {made}, which is neither the search's model "
+                              f"({class_path(model)}) nor its first stage: name the fit config of the search's predictor")
+    elif callable(getattr(model, "lacks_pretraining", None)) and model.lacks_pretraining():
+        raise ConfigError(refusal(f"{type(model).__name__} has no stage-1 encoder (model.init_args.pretrained)",
+                                  class_path=model.pretrainer, space=model.hparams.get("space"),
+                                  instead_of="model.init_args.pretrained")
+                          + "; model.init_args.from_scratch: true runs the ablation without pre-training")
+    if ckpt_path is not None:
+        load_predictor(model, ckpt_path)
+        if not records or records[-1]["role"] != "predictor":
+            records.append({"role": "predictor", "made_by": None, "path": ckpt_path,
+                            "config_hash": settings_hash(ckpt_path), "labels_charged": 0})
+        return ckpt_path, records, None
+    untrained = refusal(f"its {type(model).__name__} was never trained (no ckpt_path)", class_path=class_path(model),
+                        space=model.hparams.get("space"))
+    return None, records, untrained
 
 
 def run_search(
@@ -95,9 +177,12 @@ def run_search(
     stop_requests: StopRequests | None = None,
     table_only: bool = False,
     proxy: dict | None = None,
+    auto_fit: str | None = None,
+    fit_cache: str = fits.CACHE,
 ) -> dict[str, Any]:
     """`proxy`: score with this zero-cost proxy (`lightning_nas.proxies.oracle.ProxySurrogate`'s
-    arguments besides the space) instead of a trained predictor."""
+    arguments besides the space) instead of a trained predictor. `auto_fit`, `fit_cache`:
+    `lightning_nas.search.fits`."""
     if strategy is None:
         raise ConfigError("no `strategy:` given: name a class, e.g. lightning_nas.search.baselines.RandomSearch")
     if datamodule is None and oracle is None:
@@ -108,16 +193,24 @@ def run_search(
         raise ConfigError(f"run_dir {run_dir} is a file, not a folder: give --run_dir a folder (new or of this search)")
     # other datamodules (CR-LSO's G-VAE pool) have no such setting
     canonical_inputs = bool(datamodule.hparams.get("canonical_inputs", False)) if datamodule is not None else False
+    ckpt_path, used, untrained = prepare_predictor(model, ckpt_path, auto_fit, fit_cache,
+                                                   progress and Ranks().is_zero)
     fitted_data = fit_datamodule(ckpt_path) if ckpt_path else {}
     if model is not None and ckpt_path is not None:
-        load_predictor(model, ckpt_path)
         check_featurisation(ckpt_path, fitted_data, canonical_inputs)
     if oracle is None:
         datamodule.load()
         oracle = TabularOracle(datamodule.benchmark, datamodule.hparams.target, list(report), budget)
     else:
         oracle.budget = budget
-    surrogate = build_surrogate(strategy, model, oracle.space, proxy, finetune_epochs, seed, canonical_inputs)
+    surrogate = build_surrogate(strategy, model, oracle.space, proxy, finetune_epochs, seed, canonical_inputs,
+                                untrained)
+    if untrained is not None and surrogate is not None and strategy.warm_start_size() >= budget:
+        raise ConfigError(
+            f"{type(strategy).__name__} trains its untrained predictor on its first {strategy.warm_start_size()} "
+            f"queries, and the budget is {budget}: the predictor would never guide; raise the budget or give a "
+            "fitted predictor (ckpt_path or auto_fit)"
+        )
     # labels the predictor was fitted on are oracle answers too: they are the run's first queries
     initial = predictor_labels(fitted_data) if charge_predictor_labels else []
     if len(initial) > budget:
@@ -126,9 +219,11 @@ def run_search(
             f"budget of {budget} queries; every label counts as a query: fit on fewer (data.num_labelled) "
             "or raise the budget"
         )
+    if used and used[-1]["role"] == "predictor":
+        used[-1]["labels_charged"] = len(initial)
     loop = SearchLoop(strategy, oracle, run_dir, seed=seed, ask_batch=ask_batch, surrogate=surrogate,
                       config=config, progress=progress, initial=initial, stop_requests=stop_requests,
-                      table_only=table_only)
+                      table_only=table_only, fits=used)
     results = loop.run()
     if loop.progress and results["best"]:
         best = results["best"]

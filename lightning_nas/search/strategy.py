@@ -7,7 +7,7 @@ from typing import Any, Callable, Collection, Sequence
 import numpy as np
 
 from lightning_nas.errors import ConfigError
-from lightning_nas.search.surrogate import Surrogate
+from lightning_nas.search.surrogate import Surrogate, untrained
 from lightning_nas.spaces.base import Architecture, SearchSpace
 
 SAMPLE_TRIES = 1000  # uniform draws per wanted architecture before `sample_unseen` gives up
@@ -23,6 +23,8 @@ class Strategy(ABC):
     #: a zero-cost proxy to score with instead of a trained predictor (`ProxySurrogate` arguments);
     #: the search runner builds that surrogate
     proxy_surrogate: dict[str, Any] | None = None
+    #: how to give the strategy a warm start, named when setup refuses an untrained predictor
+    warm_start_hint: str = ""
     _answerable: Callable[[Architecture], bool] | None = None
 
     def restrict(self, answerable: Callable[[Architecture], bool]) -> None:
@@ -43,7 +45,15 @@ class Strategy(ABC):
                 f"{type(self).__name__} needs a {protocol.__name__}, which a {type(surrogate).__name__} is not: "
                 f"set `model:` to {self.surrogate_hint}"
             )
+        if protocol is not None and untrained(surrogate) is not None and self.warm_start_size() < 1:
+            raise ConfigError(f"{type(self).__name__} would search with a predictor that was never trained: "
+                              f"{untrained(surrogate)}{self.warm_start_hint}")
         self.space, self.rng, self.surrogate = space, rng, surrogate
+
+    def warm_start_size(self) -> int:
+        """How many of the first queries are random cells whose labels train an untrained predictor
+        before it guides (a warm start, charged to the budget); 0: this strategy cannot train one."""
+        return 0
 
     @abstractmethod
     def ask(self, n: int) -> list[Architecture]:

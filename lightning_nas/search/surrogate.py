@@ -5,7 +5,11 @@ refuses a surrogate that does not implement it, so strategies reach predictors o
 methods.
 Implementations: `lightning_nas.search.surrogates` (trained predictors) and
 `lightning_nas.proxies.oracle.ProxySurrogate` (a zero-cost proxy). A class that subclasses
-`Surrogate` inherits the defaults below (no randomness, no state, charged labels ignored)."""
+`Surrogate` inherits the defaults below (no randomness, no state, charged labels ignored).
+
+Two optional attributes, read through `untrained` and `fit_records` below (a proxy has neither):
+`untrained`, None for a surrogate that is ready, else why its predictor was never trained (and what
+would train it); and `fit_records()`, the fits the surrogate made inside the run (results.json)."""
 from __future__ import annotations
 
 from typing import Any, Protocol, Sequence, runtime_checkable
@@ -78,7 +82,9 @@ class LatentSurrogate(Surrogate, Protocol):
         """[d] gradient of the predicted accuracy at the latent point `z`."""
 
     def warm_start(self) -> list[Architecture]:
-        """The architectures the predictor was fitted on (a search pays for their labels)."""
+        """The architectures the predictor was fitted on (a search pays for their labels).
+        A latent surrogate that may come unfitted also has `fitted` (bool) and
+        `fit(archs, y, epochs, pool_size, seed)`, to be fitted on the search's first labels."""
 
     def standardise(self, y: torch.Tensor) -> torch.Tensor:
         """Labels on the scale the predictor was fitted on."""
@@ -102,6 +108,17 @@ class GainSurrogate(Surrogate, Protocol):
         """Fine-tune on the real gains between labelled architectures at most `max_edit` edits apart
         (`epochs` None: the search's `finetune_epochs`); the seed of the fine-tune is drawn from
         `rng` only when there is something to fit. Returns whether it fitted."""
+
+
+def untrained(surrogate: Surrogate | None) -> str | None:
+    """None if `surrogate` can guide a search as it is, else why its predictor was never trained."""
+    return getattr(surrogate, "untrained", None)
+
+
+def fit_records(surrogate: Surrogate | None) -> list[dict[str, Any]]:
+    """The fits `surrogate` made of its predictor inside the run, for results.json."""
+    records = getattr(surrogate, "fit_records", None)
+    return records() if callable(records) else []
 
 
 def as_numpy(scores: torch.Tensor) -> np.ndarray:

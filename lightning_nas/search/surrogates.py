@@ -5,6 +5,7 @@ CR-LSO model the latent one, a difference predictor the gain one; any other Ligh
 scores a PyG batch of architectures is a plain `PredictorSurrogate`."""
 from __future__ import annotations
 
+import json
 from typing import Any, Sequence
 
 import lightning as L
@@ -12,6 +13,7 @@ import numpy as np
 import torch
 
 from lightning_nas.data.datamodule import labelled_loader
+from lightning_nas.data.gvae import LabelledPoolDataModule
 from lightning_nas.data.difference import labelled_pairs, rms
 from lightning_nas.encodings.difference import encode
 from lightning_nas.encodings.graph import to_batch
@@ -25,17 +27,21 @@ from lightning_nas.training import quiet_lightning, quiet_trainer
 
 
 def surrogate_for(model: L.LightningModule, space: SearchSpace, finetune_epochs: int = 20,
-                  seed: int = 0, canonical_inputs: bool = False) -> Surrogate:
-    """The surrogate of a trained predictor; `finetune_epochs`, `seed` and `canonical_inputs` are the
-    search's settings for the predictors that fine-tune on labels through Lightning."""
+                  seed: int = 0, canonical_inputs: bool = False, untrained: str | None = None,
+                  warm_start: int = 0) -> Surrogate:
+    """The surrogate of a predictor; `finetune_epochs`, `seed` and `canonical_inputs` are the
+    search's settings for the predictors that fine-tune on labels through Lightning; `untrained`:
+    None for a fitted predictor, else why it was never trained (the strategy must train it, on its
+    first `warm_start` queries)."""
     if isinstance(model, NeuralArchitectureComparator):
-        return ComparatorSurrogate(model, space, finetune_epochs, seed=seed,
-                                   canonical_inputs=canonical_inputs)
+        return ComparatorSurrogate(model, space, finetune_epochs, seed=seed, canonical_inputs=canonical_inputs,
+                                   untrained=untrained, warm_start=warm_start)
     if isinstance(model, CRLSOModel):
-        return CRLSOSurrogate(model, space)
+        return CRLSOSurrogate(model, space, untrained=untrained)
     if isinstance(model, DifferencePredictor):
-        return DifferenceSurrogate(model, space, finetune_epochs)
-    return PredictorSurrogate(model, space, finetune_epochs, seed=seed, canonical_inputs=canonical_inputs)
+        return DifferenceSurrogate(model, space, finetune_epochs, untrained=untrained)
+    return PredictorSurrogate(model, space, finetune_epochs, seed=seed, canonical_inputs=canonical_inputs,
+                              untrained=untrained, warm_start=warm_start)
 
 
 def check_space(model_space: SearchSpace, space: SearchSpace, what: str) -> None:
@@ -49,7 +55,9 @@ class PredictorSurrogate(Surrogate):
 
     `update` keeps all labels seen so far and fine-tunes on them (z-scored together) for
     `finetune_epochs` with a quiet Lightning Trainer; 0 epochs keeps the predictor frozen.
-    `canonical_inputs`: featurise as the predictor's fit did (`ArchitectureDataModule`)."""
+    `canonical_inputs`: featurise as the predictor's fit did (`ArchitectureDataModule`).
+    `untrained`: why the predictor was never trained (None: it was); then the strategy's first
+    `warm_start` queries train it, and `fit_records` says so."""
 
     def __init__(
         self,
@@ -60,12 +68,20 @@ class PredictorSurrogate(Surrogate):
         seed: int = 0,
         score_chunk: int = 2048,
         canonical_inputs: bool = False,
+        untrained: str | None = None,
+        warm_start: int = 0,
     ):
+        if untrained is not None and finetune_epochs <= 0:
+            raise ConfigError(f"finetune_epochs is {finetune_epochs}, so the predictor would never learn, and "
+                              f"{untrained}; set finetune_epochs >= 1")
         self.model, self.space, self.canonical_inputs = model, space, canonical_inputs
         self.finetune_epochs, self.batch_size, self.seed = finetune_epochs, batch_size, seed
         self.score_chunk = score_chunk
+        self.untrained, self.warm_start = untrained, warm_start
         self.labelled: dict[tuple[int, ...], float] = {}
         self.updates = 0
+        self.trainings = 0  # fine-tunes that ran
+        self.first_training_labels = 0
 
     @torch.no_grad()
     def score(self, archs: Sequence[Architecture]) -> torch.Tensor:
@@ -97,6 +113,16 @@ class PredictorSurrogate(Surrogate):
         self.model.train()
         with quiet_lightning():
             trainer.fit(self.model, train_dataloaders=loader)
+        self.trainings += 1
+        self.first_training_labels = self.first_training_labels or len(self.labelled)
+
+    def fit_records(self) -> list[dict[str, Any]]:
+        if self.untrained is None:
+            return []  # a fitted predictor's fine-tunes are the method's, not a fit
+        return [{"role": "predictor", "made_by": f"warm start: trained in the run on its first {self.warm_start} "
+                 f"queries (random cells), {self.finetune_epochs} epochs on every label after each round",
+                 "path": None, "config_hash": None, "labels_charged": self.warm_start,
+                 "first_trained_on": self.first_training_labels, "trainings": self.trainings}]
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -104,12 +130,14 @@ class PredictorSurrogate(Surrogate):
             "labelled_genotypes": [list(g) for g in self.labelled],
             "labelled_y": list(self.labelled.values()),
             "updates": self.updates,
+            "trainings": [self.trainings, self.first_training_labels],
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.labelled = {tuple(g): float(t) for g, t in zip(state["labelled_genotypes"], state["labelled_y"])}
         self.updates = int(state["updates"])
+        self.trainings, self.first_training_labels = (int(n) for n in state.get("trainings", (0, 0)))
 
 
 class ComparatorSurrogate(PredictorSurrogate):
@@ -136,14 +164,44 @@ class ComparatorSurrogate(PredictorSurrogate):
 
 
 class CRLSOSurrogate(Surrogate):
-    """A fitted CR-LSO model: its frozen G-VAE is the latent space, its ICNN head the predictor the
-    search fine-tunes (Alg. 3). The fitted head is kept, so each fine-tune can start from it."""
+    """A CR-LSO model: its frozen G-VAE is the latent space, its ICNN head the predictor the search
+    fine-tunes (Alg. 3). The fitted head is kept, so each fine-tune can start from it.
 
-    def __init__(self, model: CRLSOModel, space: SearchSpace):
+    An untrained model (`untrained` says why) is fitted inside the run by `fit`, on the labels of the
+    search's first queries: Alg. 1 as `lightning-nas fit` runs it (semi-supervised GNN, pseudo-labels
+    for the pool, G-VAE + ICNN jointly), a quiet Lightning fit of the model's own training step."""
+
+    def __init__(self, model: CRLSOModel, space: SearchSpace, untrained: str | None = None):
         check_space(model.space, space, "the CR-LSO model")
-        self.model = model.eval()
+        self.model, self.untrained = model, untrained
+        self.made: dict[str, Any] | None = None  # the record of the fit made in the run
+        if untrained is None:
+            self._freeze()
+
+    @property
+    def fitted(self) -> bool:
+        return self.untrained is None or self.made is not None
+
+    def _freeze(self) -> None:
+        self.model.eval()
         self.model.gvae.requires_grad_(False)
         self.fitted_head = self._head()
+
+    def fit(self, archs: Sequence[Architecture], y: Sequence[float], epochs: int, pool_size: int, seed: int) -> None:
+        """Fit the whole model on (architecture, label) pairs for `epochs` epochs over a G-VAE pool of
+        `pool_size` cells; seeded by `seed` alone (the search's torch RNG is left as it was)."""
+        data = LabelledPoolDataModule(self.model.space, archs, y, pool_size=pool_size, seed=seed)
+        with torch.random.fork_rng(), quiet_lightning():
+            torch.manual_seed(seed)
+            self.model.train()
+            quiet_trainer(epochs).fit(self.model, datamodule=data)
+        self._freeze()
+        self.made = {"role": "predictor", "made_by": f"warm start: CRLSOModel fitted in the run ({epochs} epochs)",
+                     "path": None, "config_hash": None, "labels_charged": len(archs), "first_trained_on": len(archs),
+                     "trainings": 1}
+
+    def fit_records(self) -> list[dict[str, Any]]:
+        return [self.made] if self.made is not None else []
 
     def _head(self) -> dict[str, torch.Tensor]:
         return {k: v.detach().clone() for k, v in self.model.head.state_dict().items()}
@@ -185,9 +243,18 @@ class CRLSOSurrogate(Surrogate):
         return self.model.finetune_head(z, target, epochs, lr, betas, batch_size, latent_noise, generator)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"head": self._head()}  # the G-VAE stays as fitted
+        if self.made is None:
+            return {"head": self._head()}  # the G-VAE stays as fitted
+        # fitted in the run: the whole model, so that a resumed run does not fit again
+        return {"head": self._head(), "model": self.model.state_dict(), "fitted_head": self.fitted_head,
+                "made": json.dumps(self.made)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        if "model" in state:
+            self.model.load_state_dict(state["model"])
+            self._freeze()
+            self.fitted_head = state["fitted_head"]
+            self.made = json.loads(state["made"])
         self.model.head.load_state_dict(state["head"])
 
 
@@ -197,9 +264,11 @@ class DifferenceSurrogate(Surrogate):
     In `mode="absolute"` the same network regresses the accuracy itself, so it also scores single
     architectures; a difference-mode predictor has no score of its own (`CapabilityError`)."""
 
-    def __init__(self, model: DifferencePredictor, space: SearchSpace, finetune_epochs: int = 20):
+    def __init__(self, model: DifferencePredictor, space: SearchSpace, finetune_epochs: int = 20,
+                 untrained: str | None = None):
         check_space(model.space, space, "the difference predictor")
         self.model, self.space, self.finetune_epochs = model, space, finetune_epochs
+        self.untrained = untrained  # no strategy trains it from nothing: Delta-NAS refuses it
 
     def score(self, archs: Sequence[Architecture]) -> torch.Tensor:
         if self.model.hparams.mode != "absolute":
