@@ -210,6 +210,54 @@ def test_strategy_counts_every_decode_and_resumes_exactly(options):
     assert resumed.stats() == strategy.stats()
 
 
+def test_table_only_steps_on_past_cells_the_oracle_cannot_answer():
+    def in_table(a) -> bool:  # a third of the space, as NB101's 30k-row table holds a sample of it
+        return sum(a.genotype) % 3 == 0
+
+    strategy = CRLSO(top_k=4, finetune_epochs=2, max_step_size=1.0)
+    strategy.setup(NB201, np.random.default_rng(0), small_surrogate())
+    strategy.restrict(in_table)
+    asked = drive(strategy, 3 + 3)
+    assert all(in_table(NB201.make(g)) for round_ in asked[3:] for g in round_)  # after the warm start
+    stats = strategy.stats()
+    assert stats["decoded_unanswerable"] > 0
+    assert stats["decodes"] == (stats["proposed"] + stats["decoded_known"] + stats["decoded_unanswerable"]
+                                + stats["decoded_invalid"])
+
+
+def test_nb101_codec_batch_equals_the_collated_graphs():
+    from lightning_nas.spaces.codec import GraphCodec
+
+    space = get_space("nb101")
+    codec = space.codec()
+    rng = np.random.default_rng(0)
+    archs = [space.sample(rng) for _ in range(300)]
+    archs.append(space.make([1] + [0] * 20 + [0] * 5))  # a single edge, input to vertex 1
+    fast, collated = codec.batch(archs), GraphCodec.batch(codec, archs)
+    assert sorted(fast.keys()) == sorted(collated.keys()) and fast.num_graphs == collated.num_graphs
+    for key in collated.keys():
+        assert fast[key].dtype == collated[key].dtype and torch.equal(fast[key], collated[key]), key
+    for table in ("_slice_dict", "_inc_dict"):
+        for key, value in getattr(collated, table).items():
+            assert torch.equal(getattr(fast, table)[key], value), (table, key)
+    assert all(torch.equal(a.edge_index, b.edge_index) for a, b in zip(fast.to_data_list(), collated.to_data_list()))
+
+
+def test_gvae_pool_batches_are_the_pool_graphs_with_their_ids(shared):
+    from lightning_nas.data.gvae import GVAEDataModule
+
+    dm = GVAEDataModule(str(shared / "nb201_200ep.csv.gz"), "cifar10_valid_valid_acc", num_labelled=10,
+                        pool_size=200, batch_size=64)
+    dm.setup()
+    batches = list(dm.train_dataloader())
+    ids = torch.cat([b.pool_id for b in batches])
+    assert sorted(ids.tolist()) == list(range(len(dm.pool_archs))) and ids.tolist() != sorted(ids.tolist())
+    first = batches[0]
+    graphs = dm.codec.batch([dm.pool_archs[i] for i in first.pool_id.tolist()])
+    assert torch.equal(first.x, graphs.x) and torch.equal(first.edge_index, graphs.edge_index)
+    assert torch.equal(torch.cat([b.pool_id for b in dm.train_dataloader()]), ids)  # seeded shuffle
+
+
 def test_proposed_seed_latent_continues_from_the_point_decoded():
     model = small_model()
     strategy = CRLSO(top_k=4, finetune_epochs=2, max_step_size=1.0, seed_latent="proposed")

@@ -10,7 +10,7 @@ import yaml
 
 import lightning_nas.report
 from benchmarks.report.fits import checkpoint_producers, seed_fit_arguments, seed_fit_config, seed_fits
-from benchmarks.report.performance import archive_load, nb101_enumeration
+from benchmarks.report.performance import archive_load, nb101_enumeration, search_costs
 from benchmarks.report.protocols import methods, protocol
 from benchmarks.report.searches import run_method
 from benchmarks.report.tau import PREDICTORS, run_tau_study, tau_recipe
@@ -166,6 +166,23 @@ def test_archive_load_and_enumeration_measure_beside_their_baselines(tmp_path, s
     assert small["warm_equals_cold"] and smaller["warm_equals_cold"]
     assert small["max_vertices"] == 4 and small["cells"] > smaller["cells"] > 0  # more vertices, more cells
     assert small["cold_over_warm"] == small["cold_s"] / small["warm_s"]
+
+
+@pytest.mark.slow
+def test_search_cost_measures_each_method_beside_re_in_processes_of_their_own(monkeypatch, shared):
+    from benchmarks.report.render import search_cost_table
+
+    monkeypatch.chdir(ROOT)
+    log = []
+    costs = search_costs([METHODS["RS"], METHODS["RE"]], 6, shared, checkpoint_producers(), log,
+                         spaces={"DARTS": None})
+    darts = costs["DARTS"]
+    assert set(darts) == {"protocol", "budget", "RE", "RS"} and darts["RE"]["runs"] == 2  # RE, RS, RE
+    rs = darts["RS"]
+    assert rs["queries"] == 6 and rs["s_per_query"] == rs["loop_s"] / 6 > 0
+    assert rs["over_re"] == rs["s_per_query"] / rs["re_s_per_query"] and rs["peak_mb"] > 50 and rs["process_cpu_s"] > 0
+    row = search_cost_table(costs)[-2]
+    assert row.startswith("| DARTS (no table") and "x RE)" in row and " MB" in row
 
 
 def test_unknown_names_are_user_errors(capsys, shared):

@@ -120,6 +120,44 @@ def test_table_only_ranks_only_what_the_table_holds(nb201, tmp_path, make):
     assert skipped[True] == 0 < skipped[False]  # the predictor's favourites outside the table cost rounds
 
 
+def sub_table(bench: Benchmark, every: int) -> Benchmark:
+    """Every `every`-th row of a table: a table that holds a sample of its space."""
+    rows = np.arange(0, len(bench), every)
+    return Benchmark(bench.space_name, bench.keys[rows], {k: v[rows] for k, v in bench.metrics.items()})
+
+
+def test_table_draws_are_uniform_draws_of_the_tables_rows(nb201):
+    table = sub_table(nb201, 25)
+    oracle = TabularOracle(table, "cifar10_valid_valid_acc", [], budget=50)
+    keys = set(table.keys.tolist())
+
+    def strategy(table_draws: bool, draw) -> DCLENAS:
+        made = DCLENAS(table_draws=table_draws)
+        made.setup(nb201.space, np.random.default_rng(0), TableScore(nb201))
+        made.restrict(oracle.contains, draw)
+        return made
+
+    plain = strategy(False, None).sample_unseen(20, exclude=set())
+    assert [a.genotype for a in strategy(False, oracle.draw).sample_unseen(20, set())] == [a.genotype for a in plain]
+    calls = []
+    drawn = strategy(True, lambda rng: calls.append(1) or oracle.draw(rng)).sample_unseen(200, set())
+    assert len(drawn) == 200 and {nb201.space.key(a) for a in drawn} <= keys
+    assert 200 <= len(calls) < 300  # drawn from the table, no rejection (1 in 25 space samples is in it)
+    assert len({a.genotype for a in drawn}) == 200  # distinct by key
+    no_table = strategy(True, None)  # an oracle that lists nothing: the space's own samples
+    assert [a.genotype for a in no_table.sample_unseen(20, set())] == [a.genotype for a in plain]
+
+
+def test_dcl_enas_with_table_draws_ranks_the_tables_cells(nb201, tmp_path):
+    oracle = TabularOracle(sub_table(nb201, 25), "cifar10_valid_valid_acc", [], budget=20)
+    loop = SearchLoop(DCLENAS(initial_size=5, population_size=8, offspring_size=30, generations=2,
+                              random_candidates=50, table_draws=True),
+                      oracle, tmp_path, seed=0, ask_batch=5, surrogate=TableScore(nb201), progress=False,
+                      table_only=True)
+    results = loop.run()
+    assert len(results["queries"]) == 20 and results["skipped_not_in_benchmark"] == 0
+
+
 class SparseTable(SampledTable):
     """A table that holds 1 cell in 50: most cells have no neighbour in it (NB101's holds 1 in 14)."""
 

@@ -112,7 +112,7 @@ def run_parts(args: argparse.Namespace, executor: Executor, chosen: list[Protoco
         log.append(f"tau part: {time.perf_counter() - part_start:.0f} s")
     if "performance" in args.parts:
         part_start = time.perf_counter()
-        data["performance"] = measure_performance(names, args.quick, producers, log, shared)
+        data["performance"] = measure_performance(names, args.quick, producers, log, shared, chosen_methods)
         log.append(f"performance part: {time.perf_counter() - part_start:.0f} s")
     data.update(log=log, wall_time_s=round(time.perf_counter() - start, 1))
     return data

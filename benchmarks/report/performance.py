@@ -8,11 +8,18 @@ interleaved with it, so that the ratio holds on a busy machine (absolute seconds
 - `training_throughput`: training items per second of a predictor over its epochs after the first.
 - `ednag_generation`: one EDNAG generation run (predictor fitness) against scoring as many
   architectures with the same predictor in one call.
+- `search_costs`: every method's search on NB201, NB101 and DARTS (no table: `search_cost.yaml`),
+  each in a process of its own beside regularized evolution's: loop seconds per query, the
+  process's CPU seconds and peak resident memory.
 """
 from __future__ import annotations
 
+import json
 import math
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import tracemalloc
@@ -24,8 +31,12 @@ import numpy as np
 import torch
 import yaml
 
-from benchmarks.report.common import quiet
+from benchmarks.report.common import CONFIGS, from_root, quiet
+from benchmarks.report.fits import ensure_fitted
+from benchmarks.report.protocols import Method, methods as every_method, protocol
 from benchmarks.report.tau import PREDICTORS, TAU_SIZES, TAU_TABLE, TAU_TARGET, ensure_predictors_fitted
+from lightning_nas.bench import config_arguments
+from lightning_nas.io import atomic_write
 
 
 def interleaved_medians(functions: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
@@ -158,6 +169,81 @@ def ednag_generation(model: torch.nn.Module, space, steps: int = 100, population
             "scoring_s": seconds["scoring"], "generation_over_scoring": seconds["generation"] / seconds["scoring"]}
 
 
+# --- search cost ---------------------------------------------------------------------------------
+#: what a method's search adds on DARTS, where no table exists (a proxy oracle, models for the space)
+SEARCH_COST_DARTS = Path(__file__).with_name("search_cost.yaml")
+#: the spaces whose search cost is measured: a protocol of the report, or DARTS without a table
+SEARCH_COST_SPACES = {"NB201": "nb201-cifar10", "NB101": "nb101", "DARTS": None}
+BASELINE = "RE"
+
+
+def search_process(configs: list[Path], extra: list[str], budget: int, run_dir: Path) -> dict[str, Any]:
+    """One search (seed 0) in a child process with one torch thread: loop seconds per query (the
+    run's timing.json), the process's CPU seconds (start-up included) and peak resident memory."""
+    command = [sys.executable, "-m", "lightning_nas", "search", *config_arguments(configs), "--seed_everything", "0",
+               "--budget", str(budget), "--run_dir", str(run_dir), "--progress", "false", *extra]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    with tempfile.TemporaryFile() as err:
+        child = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)
+        if child.returncode != 0:
+            err.seek(0)
+            tail = err.read().decode(errors="replace").strip().splitlines()[-3:]
+            raise RuntimeError(f"search of {', '.join(map(str, configs))} failed: {' / '.join(tail)}")
+    queries = len(json.loads((run_dir / "results.json").read_text())["queries"])
+    loop_s = json.loads((run_dir / "timing.json").read_text())["wall_time_s"]
+    return {"queries": queries, "loop_s": loop_s, "s_per_query": loop_s / max(queries, 1),
+            "process_cpu_s": usage.ru_utime + usage.ru_stime, "peak_mb": usage.ru_maxrss / 1024}
+
+
+def darts_config(method: Method, folder: Path) -> Path:
+    """The file that puts `method`'s search on DARTS with the proxy oracle (`search_cost.yaml`)."""
+    spec = yaml.safe_load(SEARCH_COST_DARTS.read_text())
+    path = folder / f"darts-{method.config}.yaml"
+    atomic_write(path, yaml.safe_dump({"data": None, "oracle": spec["oracle"], **spec["methods"].get(method.config, {})}))
+    return path
+
+
+def search_parts(method: Method, space: str | None, shared: Path, folder: Path) -> tuple[list[Path], list[str]]:
+    """The config files and arguments of `method`'s search on a protocol (`space`), or on DARTS (None)."""
+    if space is None:
+        return [from_root(CONFIGS / "methods" / f"{method.config}.yaml"), darts_config(method, folder)], []
+    table = protocol(space)
+    return [from_root(c) for c in table.configs(method)], table.overrides(shared)
+
+
+def search_costs(methods: list[Method], budget: int, shared: Path, producers: dict[str, Path], log: list[str],
+                 spaces: dict[str, str | None] = SEARCH_COST_SPACES) -> dict[str, dict[str, Any]]:
+    """Per space, every method's `search_process` between two of the baseline's (B, A, B, C, B, ...):
+    its ratio is to their mean, so that a change of the machine's load shows in neither. Predictors a
+    search loads are fitted first where missing (CR-LSO's: the fit on the space's default path)."""
+    baseline = next(m for m in every_method() if m.name == BASELINE)
+    out: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        for label, space in spaces.items():
+            runs: list[dict[str, Any]] = []
+
+            def run(method: Method) -> dict[str, Any]:
+                configs, extra = search_parts(method, space, shared, folder)
+                ensure_fitted("search", configs, producers, log)
+                return search_process(configs, extra, budget, folder / label / f"{method.name}-{len(runs)}")
+
+            runs.append(run(baseline))
+            measured: dict[str, Any] = {}
+            for method in [m for m in methods if m.name != BASELINE]:
+                measured[method.name] = run(method)
+                runs.append(run(baseline))
+                beside = (runs[-2]["s_per_query"] + runs[-1]["s_per_query"]) / 2
+                measured[method.name].update(re_s_per_query=beside, over_re=measured[method.name]["s_per_query"] / beside)
+            typical = {key: float(np.median([r[key] for r in runs])) for key in runs[0]}
+            out[label] = {"protocol": space or "no table, proxy oracle (params)", "budget": budget,
+                          BASELINE: {**typical, "runs": len(runs)}, **measured}
+    log.append(f"performance: search cost on {', '.join(spaces)} at {budget} queries, one process per search")
+    return out
+
+
 # --- the report's section ------------------------------------------------------------------------
 def predictor_parts(name: str, size: int, shared: Path):
     """(datamodule, model factory) of a predictor with a training set of about `size` items."""
@@ -192,7 +278,9 @@ def throughput_at(names: list[str], size: int, min_items: int, shared: Path) -> 
 
 
 def measure_performance(names: list[str], quick: bool, producers: dict[str, Path], log: list[str],
-                        shared: Path) -> dict[str, Any]:
+                        shared: Path, methods: list[Method] = ()) -> dict[str, Any]:
+    """`names`: the predictors of the throughput measurement; `methods`: those whose search cost is
+    measured (at 150 queries on NB201, NB101 and DARTS; under --quick at 20, on DARTS only)."""
     from lightning_nas.spaces.base import get_space
     from lightning_nas.training import quiet_trainer
 
@@ -216,5 +304,8 @@ def measure_performance(names: list[str], quick: bool, producers: dict[str, Path
     quiet_trainer(2 if quick else PREDICTORS["GIN"].epochs[TAU_SIZES[0]]).fit(gin, datamodule=data)
     out["ednag"] = ednag_generation(gin, get_space("nb201"), steps=10 if quick else 100, repeats=1 if quick else 3)
     out["ednag"]["predictor_labels"] = TAU_SIZES[0]
+    if methods:
+        spaces = {"DARTS": None} if quick else SEARCH_COST_SPACES
+        out["search_cost"] = search_costs(list(methods), 20 if quick else 150, shared, producers, log, spaces)
     log.append("performance: measured in this run, one torch thread, in the report's own process")
     return out

@@ -175,6 +175,8 @@ def performance_section(perf: dict[str, Any], results: list[dict[str, Any]]) -> 
         lines.append("")
     if results:
         lines += search_time_table(results)
+    if perf.get("search_cost"):
+        lines += search_cost_table(perf["search_cost"])
     if perf.get("ednag"):
         g = perf["ednag"]
         lines += ["### EDNAG generation", "",
@@ -201,6 +203,29 @@ def search_time_table(results: list[dict[str, Any]]) -> list[str]:
         cells = [f"{walls[m]:.2f} s" + (f" ({walls[m] / rs:,.0f}x)" if rs and m != "RS" else "") if m in walls else "—"
                  for m in methods]
         lines.append(f"| {protocol} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def search_cost_table(costs: dict[str, dict[str, Any]]) -> list[str]:
+    """Seconds per query of every method's search, as a ratio to RE's beside it, and peak memory."""
+    methods = list(dict.fromkeys(m for cost in costs.values() for m in cost if isinstance(cost[m], dict)))
+    budget = next(iter(costs.values()))["budget"]
+    lines = ["### Search cost per query", "",
+             f"One search of each method (seed 0, {budget} queries, one torch thread) in a process of its own, between "
+             "two searches of RE (the baseline): loop seconds per query, in brackets the ratio to the mean of those "
+             "two RE runs (RE's cell: the median of its runs); then the process's CPU seconds (start-up and fit "
+             "loading included) and its peak resident memory (getrusage maxrss). DARTS has no table: its searches "
+             "answer queries with the `params` zero-cost proxy, and their models start untrained "
+             "(benchmarks/report/search_cost.yaml); what is timed there is the search machinery.", "",
+             "| space | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
+    for label, cost in costs.items():
+        cells = []
+        for m in methods:
+            c = cost.get(m)
+            ratio = f" ({c['over_re']:.1f}x RE)" if c and "over_re" in c else ""
+            cells.append(f"{c['s_per_query']:.3f} s{ratio}; {c['process_cpu_s']:.0f} CPU s; {c['peak_mb']:.0f} MB"
+                         + (f"; {c['queries']:.0f} queries" if c['queries'] < budget else "") if c else "—")
+        lines.append(f"| {label} ({cost['protocol']}) | " + " | ".join(cells) + " |")
     return lines + [""]
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from lightning_nas.benchmarks.archive import Benchmark
 from lightning_nas.errors import ConfigError
 from lightning_nas.spaces.base import Architecture, SearchSpace
@@ -62,6 +64,11 @@ class Oracle:
         """Whether `a` can be answered (a table holds it; other oracles answer every architecture)."""
         return True
 
+    def draw(self, rng: np.random.Generator) -> Architecture | None:
+        """A uniform draw among the architectures the oracle knows in advance (a table's answered
+        rows), or None when it answers any architecture."""
+        return None
+
     def answer(self, a: Architecture) -> Evaluation | None:
         """Evaluate `a` without counting it (a rank's share of a distributed round); None if unknown."""
         try:
@@ -82,9 +89,16 @@ class TabularOracle(Oracle):
         self.objective = benchmark.column(objective)  # validates the names up front
         self.objective_name = objective
         self.report_columns = {name: benchmark.column(name) for name in report}
+        self._answered_rows: np.ndarray | None = None
 
     def contains(self, a: Architecture) -> bool:
         return a in self.benchmark
+
+    def draw(self, rng: np.random.Generator) -> Architecture:
+        if self._answered_rows is None:
+            self._answered_rows = np.flatnonzero(~np.isnan(self.objective))
+        i = self._answered_rows[int(rng.integers(len(self._answered_rows)))]
+        return self.space.from_key(str(self.benchmark.keys[i]))
 
     def _evaluate(self, a: Architecture) -> Evaluation:
         i = self.benchmark.row(a)

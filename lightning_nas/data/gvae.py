@@ -11,7 +11,8 @@ unlabelled architectures out of the pool, so reconstruction can be measured on u
 an untrained CR-LSO model on, from its own first queries (`lightning_nas.search.crlso`).
 
 Every batch holds the G-VAE's graphs (`GraphCodec.graph`): train batches come from the pool and
-carry `pool_id` (the model looks up its pseudo-label), val/test batches the z-scored `y`.
+carry `pool_id` (the model looks up its pseudo-label), val/test batches the z-scored `y`. Train
+batches are built by the codec's `batch` (vectorised for NB101) as the loader draws them.
 """
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ from typing import Any, Sequence
 import lightning as L
 import numpy as np
 import torch
-from torch_geometric.loader import DataLoader
+from torch.utils.data import DataLoader
+from torch_geometric.data import Batch
 
 from lightning_nas.data.datamodule import ArchitectureDataModule
 from lightning_nas.data.pool import draw_pool
@@ -74,18 +76,25 @@ class GVAEDataModule(ArchitectureDataModule):
         space = self.space
         if hp.pool_source == "benchmark":
             rows = np.sort(np.concatenate([self.train_rows, self.heldout_rows]))
-            drawn = self.archs(rows if hp.pool_size is None else rng.choice(rows, min(hp.pool_size, len(rows)), replace=False))
-        elif hp.pool_size is None:
-            if not space.supports("enumerate"):
-                raise ConfigError(
-                    f"the {space.name} space cannot be enumerated: set data.init_args.pool_size "
-                    "(CR-LSO samples 50,000 architectures for NB301)"
-                )
-            drawn = list(space.enumerate())
+            if hp.pool_size is not None:
+                rows = rng.choice(rows, min(hp.pool_size, len(rows)), replace=False)
+            # the table's own keys: hashing 30k NB101 cells again cost more than the rest of the draw
+            drawn, keys = self.archs(rows), self.bench.keys[rows].tolist()
+            known = set(self.bench.keys[self.train_rows].tolist())
         else:
-            drawn = draw_pool(space, hp.pool_size, rng)
+            if hp.pool_size is None:
+                if not space.supports("enumerate"):
+                    raise ConfigError(
+                        f"the {space.name} space cannot be enumerated: set data.init_args.pool_size "
+                        "(CR-LSO samples 50,000 architectures for NB301)"
+                    )
+                drawn = list(space.enumerate())
+            else:
+                drawn = draw_pool(space, hp.pool_size, rng)
+            keys = [space.key(a) for a in drawn]
+            known = {space.key(a) for a in self.train_archs}
         labelled = self.train_archs
-        unlabelled = unlabelled_rest(space, labelled, drawn)
+        unlabelled = [a for a, key in zip(drawn, keys) if key not in known]
         order = rng.permutation(len(unlabelled))
         n_out = int(len(unlabelled) * hp.pool_holdout)
         self.pool_holdout_archs = [unlabelled[i] for i in np.sort(order[:n_out])]
@@ -141,11 +150,20 @@ def unlabelled_rest(space: SearchSpace, labelled: Sequence[Architecture], drawn:
 
 def pool_loader(codec: GraphCodec, pool: Sequence[Architecture], batch_size: int, seed: int,
                 num_workers: int = 0) -> DataLoader:
-    """Shuffled batches of the pool's G-VAE graphs; each carries its `pool_id` (for its pseudo-label)."""
-    data = []
-    for i, a in enumerate(pool):
-        d = codec.graph(a)
-        d.pool_id = torch.tensor([i])
-        data.append(d)
-    return DataLoader(data, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed),
-                      num_workers=num_workers)
+    """The pool in shuffled batches, each the codec's `batch` of its architectures with their
+    `pool_id` (for their pseudo-labels; the batches PyG's loader would collate from one `Data` each)."""
+    return DataLoader(range(len(pool)), batch_size=batch_size, shuffle=True,
+                      generator=torch.Generator().manual_seed(seed), num_workers=num_workers,
+                      collate_fn=PoolBatches(codec, list(pool)))
+
+
+class PoolBatches:
+    """A loader's collate over pool indices: the codec's batch of those architectures, with `pool_id`."""
+
+    def __init__(self, codec: GraphCodec, pool: list[Architecture]):
+        self.codec, self.pool = codec, pool
+
+    def __call__(self, index: list[int]) -> Batch:
+        batch = self.codec.batch([self.pool[i] for i in index])
+        batch.pool_id = torch.tensor(index)
+        return batch

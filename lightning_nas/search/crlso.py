@@ -4,10 +4,11 @@ Every round: the `top_k` best labelled architectures are seeds; from each seed's
 one step along the gradient d of the predicted accuracy (up the concave `-ICNN`, i.e. down the
 ICNN itself) gives z' = z0 + eta * d + sigma * eps, which is decoded (Alg. 2); eta and sigma are
 measured in the spread of the G-VAE's latent cloud (see `CRLSO.__init__`). While the decoded
-architecture is already labelled (or already proposed this round), eta grows by `step_increment`
-up to `max_step_size`; once eta is at its maximum, the noise sigma grows by `noise_increment`
-instead (no upper limit). The new architectures go to the oracle, and `tell` fine-tunes the ICNN
-on every label so far (Alg. 3).
+architecture is already labelled (or already proposed this round), or under `table_only` one the
+oracle cannot answer (a table that samples its space: NB101's 30k cells), eta grows by
+`step_increment` up to `max_step_size`; once eta is at its maximum, the noise sigma grows by
+`noise_increment` instead (no upper limit). The new architectures go to the oracle, and `tell`
+fine-tunes the ICNN on every label so far (Alg. 3).
 
 Two fine-tune options serve Sec. III-E2's aim, a predictor accurate "in the performance highland":
 `finetune_target="rank"` regresses the labels' normal scores (the standard-normal quantile of each
@@ -27,8 +28,9 @@ labels its predictor was trained on, as the paper's query counts do. A model tha
 `initial_size` queries are random cells, and the whole model (Alg. 1) is fitted on their labels for
 `fit_epochs` before the first latent step.
 
-Every decode is counted by verdict (valid / repaired / invalid) and outcome (new or already
-known); `stats()` reports the counts and the loop writes them into `results.json`.
+Every decode is counted by verdict (valid / repaired / invalid) and outcome (new, already
+known, or new but unanswerable); `stats()` reports the counts and the loop writes them into
+`results.json`.
 
 Direction: the paper's intent is to move toward higher predicted accuracy. The authors' released
 code minimises `1 - icnn(z)` with SGD, which *raises* the ICNN output, i.e. lowers the predicted
@@ -65,6 +67,7 @@ COUNTERS = (
     "decoded_repaired",  # ... needed a repair to become valid
     "decoded_invalid",  # ... could not be repaired: rejected
     "decoded_known",  # ... decoded into an already labelled (or already proposed) architecture
+    "decoded_unanswerable",  # ... into a new architecture the oracle cannot answer (table_only)
     "step_increases",  # eta grown
     "noise_increases",  # sigma grown (eta at its maximum)
     "fallback_mutations",  # Alg. 2 gave up after `max_attempts`: a mutation of the seed instead
@@ -233,12 +236,13 @@ class CRLSO(Strategy):
                 self._count(decoded.status)
                 if decoded.arch is not None:
                     key = self.space.key(decoded.arch)
-                    if self._is_new(key, taken):
+                    new = self._is_new(key, taken)
+                    if new and self.answerable(decoded.arch):
                         self.counts["proposed"] += 1
                         if self.seed_latent == "proposed":
                             self.proposed_at[decoded.arch.genotype] = point.clone()
                         return decoded.arch
-                    self.counts["decoded_known"] += 1
+                    self.counts["decoded_known" if not new else "decoded_unanswerable"] += 1
                 grown = self._grow(eta, sigma)
                 self.counts["step_increases" if grown[0] > eta else "noise_increases"] += 1
                 eta, sigma = grown
@@ -259,9 +263,13 @@ class CRLSO(Strategy):
 
     def _fallback(self, seed: Architecture, taken: set[str]) -> Architecture:
         self.counts["fallback_mutations"] += 1
-        options = [a for a in self.space.neighbours(seed) if self._is_new(self.space.key(a), taken)]
+        options = [a for a in self.space.neighbours(seed)
+                   if self._is_new(self.space.key(a), taken) and self.answerable(a)]
         if options:
             return options[int(self.rng.integers(len(options)))]
+        if self._answerable is not None:  # table_only: a new architecture the oracle can answer
+            fresh = self.sample_unseen(1, self.labelled.keys() | self.asked | taken)
+            return (fresh or [self.space.sample(self.rng)])[0]
         return self.space.sample(self.rng)
 
     # --- the ICNN fine-tune (Alg. 3) -----------------------------------------------------

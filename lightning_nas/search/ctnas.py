@@ -65,7 +65,10 @@ class CTNAS(Strategy):
         invalid_samples: str = "penalise",
         invalid_reward: float = 0.0,
         max_draws: int = 50,
+        table_draws: bool = False,
     ):
+        """`table_draws`: under `table_only`, the uniform samples (the first `initial_size`, the
+        `random_candidates`) are uniform draws of the table's rows (`Strategy.table_draws`)."""
         if invalid_samples not in INVALID_SAMPLE_POLICIES:
             raise ConfigError(f"invalid_samples must be one of {INVALID_SAMPLE_POLICIES}, got {invalid_samples!r}")
         if not 0.5 <= pseudo_threshold <= 1.0:
@@ -87,6 +90,7 @@ class CTNAS(Strategy):
         self.max_draws = max_draws
         #: uniform samples the NAC also scores each round, so a collapsed policy cannot hide a better region
         self.random_candidates = random_candidates
+        self.table_draws = table_draws
 
     # --- setup ---------------------------------------------------------------------------
     def warm_start_size(self) -> int:
@@ -218,7 +222,7 @@ class CTNAS(Strategy):
     @torch.no_grad()
     def _best_candidates(self, n: int) -> list[Architecture]:
         pool: dict[str, Architecture] = {}
-        uniform = [self.space.sample(self.rng) for _ in range(self.random_candidates)]
+        uniform = [self.sample() for _ in range(self.random_candidates)]
         for a in [*self._sample(self.candidate_pool), self.baseline, *self.past_baselines, *uniform]:
             pool.setdefault(self.space.key(a), a)
         fresh = [a for k, a in pool.items() if k not in self.proposed and self.answerable(a)]
@@ -234,7 +238,7 @@ class CTNAS(Strategy):
 
     def _fresh_uniform(self, n: int) -> list[Architecture]:
         """`n` distinct uniform samples never proposed before (fewer if the tries run out)."""
-        return self._propose(self.sample_unseen(n, self.proposed) or [self.space.sample(self.rng)])
+        return self._propose(self.sample_unseen(n, self.proposed) or [self.sample()])
 
     # --- resumption ----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -44,13 +44,15 @@ class DCLENAS(Strategy):
         infill_size: int = 10,
         random_candidates: int = 0,
         uncertainty_weight: float = 0.0,
+        table_draws: bool = False,
     ):
         """`random_candidates`: fresh random architectures that join the population before each
         round's evolution, so the predictor also weighs regions the population has left.
         `uncertainty_weight`: the infill ranks candidates by predicted score plus this weight times
         their uncertainty, measured as the hard encoder's Manhattan distance to the nearest evaluated
         (or already chosen) architecture; both terms in units of their spread over the candidates.
-        0 = the predicted score alone."""
+        0 = the predicted score alone. `table_draws`: under `table_only`, the random cells (initial,
+        `random_candidates`, top-ups) are uniform draws of the table's rows (`Strategy.table_draws`)."""
         if random_candidates < 0 or uncertainty_weight < 0:
             raise ConfigError(f"random_candidates and uncertainty_weight must be >= 0, got {random_candidates} "
                              f"and {uncertainty_weight}")
@@ -65,6 +67,7 @@ class DCLENAS(Strategy):
         self.generations, self.tournament_size, self.infill_size = generations, tournament_size, infill_size
         self.crossover_prob, self.mutation_prob = crossover_prob, mutation_prob
         self.random_candidates, self.uncertainty_weight = random_candidates, uncertainty_weight
+        self.table_draws = table_draws
         self.evaluated: dict[tuple[int, ...], float] = {}
         #: asked but never told back (the oracle could not evaluate them): not proposed again
         self.unavailable: set[str] = set()  # canonical keys

@@ -45,7 +45,10 @@ class DeltaNAS(Strategy):
         finetune_every: int | None = None,
         finetune_epochs: int | None = None,
         finetune_batch_size: int = 64,
+        table_draws: bool = False,
     ):
+        """`table_draws`: under `table_only`, members are (re-)sampled as uniform draws of the table's
+        rows (`Strategy.table_draws`)."""
         if population_size < 1:
             raise ConfigError(f"population_size must be >= 1, got {population_size}")
         if accept not in ACCEPT_RULES:
@@ -56,6 +59,7 @@ class DeltaNAS(Strategy):
         self.finetune, self.finetune_max_edit = finetune, finetune_max_edit
         self.finetune_every = finetune_every or population_size
         self.finetune_epochs, self.finetune_batch_size = finetune_epochs, finetune_batch_size
+        self.table_draws = table_draws
         self._reset()
 
     def _reset(self) -> None:
@@ -114,7 +118,7 @@ class DeltaNAS(Strategy):
         return candidates[best]
 
     def _fresh_sample(self) -> Architecture:
-        return (self.sample_unseen(1, self._taken()) or [self.space.sample(self.rng)])[0]
+        return (self.sample_unseen(1, self._taken()) or [self.sample()])[0]
 
     # --- tell ------------------------------------------------------------------------------
     def tell(self, archs: Sequence[Architecture], scores: Sequence[float]) -> None:

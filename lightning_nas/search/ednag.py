@@ -129,6 +129,7 @@ class EDNAG(Strategy):
         proxy_network: dict | None = None,
         score_threads: int | None = 1,
         random_start: int = 0,
+        table_draws: bool = False,
     ):
         if fitness not in ("predictor", "oracle", "proxy"):
             raise ConfigError(f"fitness must be 'predictor', 'oracle' or 'proxy', got {fitness!r}")
@@ -159,6 +160,7 @@ class EDNAG(Strategy):
         if random_start < 0:
             raise ConfigError(f"random_start must be >= 0, got {random_start}")
         self.random_start = random_start
+        self.table_draws = table_draws  # under table_only: fresh samples drawn from the table's rows
         self._reset_state()
 
     def _reset_state(self) -> None:
@@ -318,7 +320,7 @@ class EDNAG(Strategy):
         """Random architectures neither asked nor known; within one call they may repeat (the
         oracle answers a repeat for free)."""
         known = self.asked | {self._identity(self.space.make(g)) for g in self.known}
-        return self.sample_unseen(n, known, self._identity, distinct=False) or [self.space.sample(self.rng)]
+        return self.sample_unseen(n, known, self._identity, distinct=False) or [self.sample()]
 
     def stats(self) -> dict[str, Any]:
         s = self.decoder.stats

@@ -77,7 +77,7 @@ class SearchLoop:
             self.surrogate.setup(rng)
         self.strategy.setup(self.oracle.space, rng, self.surrogate)
         if self.table_only:
-            self.strategy.restrict(self.oracle.contains)
+            self.strategy.restrict(self.oracle.contains, self.oracle.draw)
         resumed = self._restore(rng)
         if not resumed and self.initial:
             self._charge_initial()

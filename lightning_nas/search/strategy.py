@@ -25,11 +25,19 @@ class Strategy(ABC):
     proxy_surrogate: dict[str, Any] | None = None
     #: how to give the strategy a warm start, named when setup refuses an untrained predictor
     warm_start_hint: str = ""
+    #: under `table_only`, draw random architectures (`sample`, `sample_unseen`) uniformly from the
+    #: table's rows instead of sampling the space and rejecting what the table lacks: another
+    #: distribution (uniform over the table's cells, not over the space's genotypes), so an option
+    #: of the strategies that offer it
+    table_draws: bool = False
     _answerable: Callable[[Architecture], bool] | None = None
+    _draw: Callable[[np.random.Generator], Architecture | None] | None = None
 
-    def restrict(self, answerable: Callable[[Architecture], bool]) -> None:
-        """Propose only architectures for which `answerable` holds (the search's `table_only`)."""
-        self._answerable = answerable
+    def restrict(self, answerable: Callable[[Architecture], bool],
+                 draw: Callable[[np.random.Generator], Architecture | None] | None = None) -> None:
+        """Propose only architectures for which `answerable` holds (the search's `table_only`);
+        `draw`: a uniform draw among the answerable ones (None where the oracle cannot list them)."""
+        self._answerable, self._draw = answerable, draw
 
     def answerable(self, a: Architecture) -> bool:
         """Strategies that rank candidates pick only answerable ones; the loop skips the rest for free."""
@@ -69,10 +77,16 @@ class Strategy(ABC):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         pass
 
+    def sample(self) -> Architecture:
+        """A random architecture: with `table_draws` under `table_only`, a uniform draw of the
+        table's rows (every one answerable), else the space's `sample`."""
+        drawn = self._draw(self.rng) if self.table_draws and self._draw is not None else None
+        return drawn if drawn is not None else self.space.sample(self.rng)
+
     def sample_unseen(self, n: int, exclude: Collection[str] = (),
                       identity: Callable[[Architecture], str] | None = None,
                       distinct: bool = True) -> list[Architecture]:
-        """Up to `n` uniform samples of the space that the oracle can answer and whose identity
+        """Up to `n` random architectures (`sample`) that the oracle can answer and whose identity
         (default: the space's key) is not in `exclude`, distinct by identity unless `distinct` is
         False; fewer when `SAMPLE_TRIES` draws per wanted sample find no more."""
         identity = identity or self.space.key
@@ -81,7 +95,7 @@ class Strategy(ABC):
         for _ in range(SAMPLE_TRIES * n):
             if len(out) == n:
                 break
-            a = self.space.sample(self.rng)
+            a = self.sample()
             key = identity(a)
             if key not in exclude and key not in taken and self.answerable(a):
                 out.append(a)
