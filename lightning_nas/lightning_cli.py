@@ -51,6 +51,9 @@ class NASTrainer(Trainer):
         progress: bool = True,
         oracle: Oracle | None = None,
         table_only: bool = False,
+        objectives: list[dict[str, Any] | str] | None = None,
+        constraints: list[str] | None = None,
+        costs: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Run a search: the strategy asks, the oracle answers within `budget` queries.
 
@@ -78,12 +81,20 @@ class NASTrainer(Trainer):
                 (listed under `--oracle.help`)
             table_only: search only the table's architectures (for a table that samples its space,
                 such as NB101's 30k cells): predictor-guided methods rank only what the oracle can answer
+            objectives: several objectives, each {name, direction: max|min, ideal, reference}: the search
+                keeps the Pareto front and its hypervolume (docs/multi_objective.md); a name is `score`,
+                a table column, a reported metric, or a cost of the network (params_m, flops_m, latency_ms)
+            constraints: limits such as "latency_ms <= 5": a query that breaks one is charged but is
+                never best nor on the front
+            costs: settings of the costs computed from the network (lightning_nas.proxies.costs.NetworkCosts:
+                input_shape, num_classes, network, convention, store, device, batch_size, warmup, repeats)
         """
         kwargs = dict(
             datamodule=datamodule, strategy=strategy, model=model, ckpt_path=ckpt_path, budget=budget,
             report=[report] if isinstance(report, str) else report or [], run_dir=run_dir, ask_batch=ask_batch,
             finetune_epochs=finetune_epochs, seed=int(os.environ.get("PL_GLOBAL_SEED", 0)), progress=progress,
             config=getattr(self, "search_config", {}), oracle=oracle, table_only=table_only,
+            objectives=objectives, constraints=constraints, costs=costs,
         )
         launcher = self.strategy.launcher
         if launcher is not None:

@@ -17,6 +17,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning_nas.benchmarks.oracle import Evaluation, NotInBenchmark, Oracle
 from lightning_nas.errors import ConfigError
 from lightning_nas.io import atomic_write
+from lightning_nas.search.objectives import Objectives
 from lightning_nas.search.outputs import write_outputs
 from lightning_nas.search.ranks import Ranks
 from lightning_nas.search.stopping import StopRequests
@@ -50,6 +51,7 @@ class SearchLoop:
         initial: list | None = None,
         stop_requests: StopRequests | None = None,
         table_only: bool = False,
+        objectives: Objectives | None = None,
     ):
         if ask_batch < 1:
             raise ConfigError(f"ask_batch must be >= 1, got {ask_batch}")
@@ -61,6 +63,7 @@ class SearchLoop:
         self.stops = stop_requests or StopRequests()
         self.initial = initial or []  # architectures charged first (a predictor's training labels)
         self.table_only = table_only
+        self.objectives = objectives  # several objectives or constraints (search/objectives.py)
         self.history: list[dict[str, Any]] = []
         self.query_seconds: list[float] = []  # wall clock at each query, for timing.json
         self.skipped_not_in_benchmark = 0
@@ -76,6 +79,9 @@ class SearchLoop:
         self.strategy.setup(self.oracle.space, rng, self.surrogate)
         if self.table_only:
             self.strategy.restrict(self.oracle.contains)
+        if self.objectives is not None:
+            self.objectives.check(self.ranks.size)
+            self.strategy.use_objectives(self.objectives)
         resumed = self._restore(rng)
         if not resumed and self.initial:
             self._charge_initial()
@@ -161,18 +167,22 @@ class SearchLoop:
         best = self.history[-1]["best"] if self.history else None
         if best is None or evaluation.score > best["score"]:
             best = {"arch": str(arch), "score": evaluation.score, "report": evaluation.report}
-        self.history.append(
-            {"query": len(self.history) + 1, "arch": str(arch), "score": evaluation.score,
-             "report": evaluation.report, "best": best}
-        )
+        entry = {"query": len(self.history) + 1, "arch": str(arch), "score": evaluation.score,
+                 "report": evaluation.report, "best": best}
+        if self.objectives is not None:
+            self.objectives.annotate(entry, arch, evaluation)
+        self.history.append(entry)
         self.query_seconds.append(round(self.elapsed, 4))
 
     # --- resumption ----------------------------------------------------------------------
     def identity(self) -> dict[str, Any]:
         """What a checkpoint must match to be resumed by this loop."""
         objective = getattr(self.oracle, "objective_name", None) or type(self.oracle).__name__
-        return {"strategy": type(self.strategy).__name__, "space": self.oracle.space.name,
-                "objective": objective, "seed": self.seed}
+        identity = {"strategy": type(self.strategy).__name__, "space": self.oracle.space.name,
+                    "objective": objective, "seed": self.seed}
+        if self.objectives is not None:
+            identity["objectives"] = self.objectives.identity()
+        return identity
 
     def _checkpoint(self, rng: np.random.Generator) -> None:
         if not self.ranks.is_zero:
@@ -200,6 +210,8 @@ class SearchLoop:
         if state is None:
             return False
         self.history = json.loads(state["history"])
+        if self.objectives is not None:
+            self.objectives.restore(self.history)
         if self.oracle.budget is not None and len(self.history) > self.oracle.budget:
             raise ConfigError(
                 f"{path} holds a search with {len(self.history)} queries, more than the budget of "
@@ -251,12 +263,14 @@ class SearchLoop:
             "skipped_not_in_benchmark": self.skipped_not_in_benchmark,
             "strategy_stats": dict(sorted(stats().items())) if callable(stats) else {},
             "predictor_labels_charged": len(self.initial),
+            **({"objectives": self.objectives.summary()} if self.objectives is not None else {}),
         }
 
     def timing(self) -> dict[str, Any]:
         timings = getattr(self.strategy, "timings", None)
         return {"wall_time_s": round(self.elapsed, 3), "ranks": self.ranks.size, "query_elapsed_s": self.query_seconds,
-                "strategy": timings() if callable(timings) else {}}
+                "strategy": timings() if callable(timings) else {},
+                **({"costs": self.objectives.timing()} if self.objectives is not None else {})}
 
     def _progress_bar(self, resumed: bool):
         from contextlib import contextmanager
@@ -276,7 +290,7 @@ class SearchLoop:
                 task = progress.add_task(name, total=budget, completed=self.oracle.used, best="")
 
                 def advance(n: int, last: dict | None) -> None:
-                    best = f"best {last['best']['score']:.3f}" if last else ""
+                    best = f"best {last['best']['score']:.3f}" if last and last["best"] else ""
                     progress.update(task, advance=n, best=best)
 
                 yield advance

@@ -11,6 +11,7 @@ from lightning_nas.data.datamodule import ArchitectureDataModule
 from lightning_nas.errors import ConfigError
 from lightning_nas.predictors.base import read_checkpoint
 from lightning_nas.search.loop import SearchLoop
+from lightning_nas.search.objectives import Objectives
 from lightning_nas.search.stopping import StopRequests
 from lightning_nas.search.strategy import Strategy
 from lightning_nas.search.surrogate import Surrogate
@@ -95,9 +96,13 @@ def run_search(
     stop_requests: StopRequests | None = None,
     table_only: bool = False,
     proxy: dict | None = None,
+    objectives: list | None = None,
+    constraints: list[str] | None = None,
+    costs: dict | None = None,
 ) -> dict[str, Any]:
     """`proxy`: score with this zero-cost proxy (`lightning_nas.proxies.oracle.ProxySurrogate`'s
-    arguments besides the space) instead of a trained predictor."""
+    arguments besides the space) instead of a trained predictor. `objectives`, `constraints`,
+    `costs`: a multi-objective or constrained search (`lightning_nas.search.objectives`)."""
     if strategy is None:
         raise ConfigError("no `strategy:` given: name a class, e.g. lightning_nas.search.baselines.RandomSearch")
     if datamodule is None and oracle is None:
@@ -117,6 +122,7 @@ def run_search(
         oracle = TabularOracle(datamodule.benchmark, datamodule.hparams.target, list(report), budget)
     else:
         oracle.budget = budget
+    declared = Objectives.build(objectives, constraints, costs, oracle)
     surrogate = build_surrogate(strategy, model, oracle.space, proxy, finetune_epochs, seed, canonical_inputs)
     # labels the predictor was fitted on are oracle answers too: they are the run's first queries
     initial = predictor_labels(fitted_data) if charge_predictor_labels else []
@@ -128,7 +134,7 @@ def run_search(
         )
     loop = SearchLoop(strategy, oracle, run_dir, seed=seed, ask_batch=ask_batch, surrogate=surrogate,
                       config=config, progress=progress, initial=initial, stop_requests=stop_requests,
-                      table_only=table_only)
+                      table_only=table_only, objectives=declared)
     results = loop.run()
     if loop.progress and results["best"]:
         best = results["best"]
