@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from lightning_nas.search.objectives import Objectives
-from lightning_nas.search.pareto import crowded_order, hvi_order
+from lightning_nas.search.pareto import crowded_order, expected_improvement_order, hvi_order
 from lightning_nas.search.surrogate import Surrogate, as_numpy
 from lightning_nas.spaces.base import Architecture
 
@@ -58,23 +58,34 @@ class MultiObjectiveMode:
         self.score_column = next((j for j, o in enumerate(objectives.objectives)
                                   if objectives.kinds[o.name] == "score"), None)
         self.weights = np.full(self.dims, 1.0 / self.dims)
-        self._calibration: tuple[int, float, float] | None = None
+        self._calibration: tuple[int, float, float, float] | None = None
 
     # --- estimates -------------------------------------------------------------------------------
     def calibrate(self, predicted: np.ndarray) -> np.ndarray:
-        """Predicted scores on the score's scale: the predictor's scores of the queried architectures
-        matched in mean and spread to their recorded scores (refreshed when new labels arrive)."""
+        """Predicted scores on the score's scale: the least-squares line from the predictor's scores of
+        the queried architectures to their recorded scores (refreshed when new labels arrive; flat, at
+        the mean, when the predictor's scores do not rise with the recorded ones)."""
+        offset, slope, _ = self._fit()
+        return offset + slope * np.asarray(predicted, dtype=np.float64)
+
+    @property
+    def spread(self) -> float:
+        """The calibrated prediction's residual standard deviation on the queried architectures."""
+        return self._fit()[2]
+
+    def _fit(self) -> tuple[float, float, float]:
         queried = self.objectives.archs
         if self._calibration is None or self._calibration[0] != len(queried):
-            scale = (0.0, 1.0)
+            fit = (0.0, 1.0, 0.0)
             if len(queried) >= 2 and self.surrogate is not None:
                 own = as_numpy(self.surrogate.score(queried))
                 recorded = np.array([score for score, _ in self.objectives.answers])
-                scale = (float(recorded.mean() - own.mean() * recorded.std() / max(own.std(), 1e-12)),
-                         float(recorded.std() / max(own.std(), 1e-12)))
-            self._calibration = (len(queried), *scale)
-        _, offset, slope = self._calibration
-        return offset + slope * np.asarray(predicted, dtype=np.float64)
+                covariance = float(np.mean((own - own.mean()) * (recorded - recorded.mean())))
+                slope = max(covariance, 0.0) / max(float(own.var()), 1e-12)
+                offset = float(recorded.mean() - slope * own.mean())
+                fit = (offset, slope, float(np.std(recorded - offset - slope * own)))
+            self._calibration = (len(queried), *fit)
+        return self._calibration[1:]
 
     def points(self, archs: Sequence[Architecture], predicted: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """Minimised objectives ([n, dims]) and constraint violation ([n], unknown parts 0) of candidates
@@ -96,14 +107,23 @@ class MultiObjectiveMode:
 
     # --- choices -----------------------------------------------------------------------------------
     def select(self, archs: Sequence[Architecture], predicted: np.ndarray, k: int | None = None) -> list[int]:
-        """Up to `k` candidates, in order: feasible ones by greedy hypervolume improvement over the
-        recorded front (one objective: best estimate first), then infeasible ones by violation."""
+        """Up to `k` candidates, in order: the feasible ones by greedy expected hypervolume improvement
+        over the recorded front (two objectives, the score and a cost: the score Gaussian around its
+        calibrated prediction with the calibration's residual spread; otherwise the improvement at the
+        estimate; one objective: best estimate first), then infeasible ones by violation."""
         points, violation = self.points(archs, predicted)
         feasible = np.flatnonzero(violation <= 0)
+        reference = np.ones(self.dims)
         if self.dims == 1:
-            order = feasible[np.argsort(points[feasible, 0], kind="stable")].tolist()
+            chosen = np.argsort(points[feasible, 0], kind="stable").tolist()
+        elif self.dims == 2 and self.score_column is not None:
+            s, c = self.score_column, 1 - self.score_column
+            sigma = self.spread / abs(self.objectives.objectives[s].reference - self.objectives.objectives[s].ideal)
+            chosen = expected_improvement_order(points[feasible, s], sigma, points[feasible, c],
+                                                self.front()[:, [s, c]], reference, k)
         else:
-            order = [int(feasible[i]) for i in hvi_order(points[feasible], self.front(), np.ones(self.dims), k)]
+            chosen = hvi_order(points[feasible], self.front(), reference, k)
+        order = [int(feasible[i]) for i in chosen]
         infeasible = np.flatnonzero(violation > 0)
         order += infeasible[np.argsort(violation[infeasible], kind="stable")].tolist()
         return order[:k] if k is not None else order

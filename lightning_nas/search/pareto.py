@@ -5,6 +5,7 @@ minimised (`lightning_nas.search.objectives` turns objectives into that form and
 from __future__ import annotations
 
 import numpy as np
+from scipy.special import ndtr
 
 
 def dominance(points: np.ndarray) -> np.ndarray:
@@ -139,4 +140,52 @@ def hvi_order(candidates: np.ndarray, front: np.ndarray, reference: np.ndarray, 
         chosen.append(pick)
         open_[pick] = False
         current = np.vstack([current, c[pick]])
+    return chosen
+
+
+def expected_improvement_2d(mean: np.ndarray, sigma: float, cost: np.ndarray, front: np.ndarray,
+                            reference: np.ndarray) -> np.ndarray:
+    """Expected hypervolume improvement over a 2-D `front` (columns: uncertain, exact; both minimised) of
+    candidates whose first column is Gaussian (`mean`, `sigma`) and whose second is known (`cost`), in
+    closed form: the improvement at first-column level t is the stretch of the second column between
+    the candidate and the front's best among points at most t, weighted by P[value <= t]."""
+    mean, cost = np.asarray(mean, dtype=np.float64), np.asarray(cost, dtype=np.float64)
+    f = np.asarray(front, dtype=np.float64).reshape(-1, 2)
+    f = f[(f < reference).all(1)]
+    levels = np.unique(f[:, 0])  # where the front's best cost at level t steps down
+    best = np.array([f[f[:, 0] <= t, 1].min() for t in levels])
+    cuts = np.concatenate([levels, [reference[0]]])  # segment k: [cuts[k-1], cuts[k]), the first from -inf
+    bound = np.concatenate([[reference[1]], best])  # the front's best cost on segment k
+
+    def integral(t: np.ndarray) -> np.ndarray:  # int_-inf^t P[value <= s] ds
+        if sigma <= 0:
+            return np.maximum(t - mean[:, None], 0.0)
+        z = (t - mean[:, None]) / sigma
+        return sigma * (z * ndtr(z) + np.exp(-0.5 * z**2) / np.sqrt(2 * np.pi))
+
+    upper = integral(cuts[None, :])
+    mass = np.diff(np.concatenate([np.zeros((len(mean), 1)), upper], axis=1), axis=1)
+    return (np.maximum(bound[None, :] - cost[:, None], 0.0) * mass).sum(1)
+
+
+def expected_improvement_order(mean: np.ndarray, sigma: float, cost: np.ndarray, front: np.ndarray,
+                               reference: np.ndarray, k: int | None = None) -> list[int]:
+    """Like `hvi_order` for `expected_improvement_2d`: each next candidate has the largest expected
+    improvement over `front` plus the candidates chosen before it (at their means); once none
+    expects any, the rest follow `hvi_order`'s rule at their means."""
+    points = np.stack([np.asarray(mean, dtype=np.float64), np.asarray(cost, dtype=np.float64)], axis=1)
+    current = np.asarray(front, dtype=np.float64).reshape(-1, 2)
+    k = len(points) if k is None else min(k, len(points))
+    chosen: list[int] = []
+    open_ = np.ones(len(points), dtype=bool)
+    while len(chosen) < k:
+        gain = np.full(len(points), -np.inf)
+        gain[open_] = expected_improvement_2d(points[open_, 0], sigma, points[open_, 1], current, reference)
+        if gain.max() <= 0:
+            rest = np.flatnonzero(open_)
+            return chosen + [int(rest[i]) for i in hvi_order(points[rest], current, reference, k - len(chosen))]
+        pick = int(np.argmax(gain))
+        chosen.append(pick)
+        open_[pick] = False
+        current = np.vstack([current, points[pick]])
     return chosen
