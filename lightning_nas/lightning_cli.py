@@ -54,6 +54,9 @@ class NASTrainer(Trainer):
         table_only: bool = False,
         auto_fit: str | None = None,
         fit_cache: str | None = None,
+        objectives: list[dict[str, Any] | str] | None = None,
+        constraints: list[str] | None = None,
+        costs: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Run a search: the strategy asks, the oracle answers within `budget` queries.
 
@@ -85,6 +88,13 @@ class NASTrainer(Trainer):
                 first stage (DCL-ENAS's stage 1), run on first use when no checkpoint gives it
             fit_cache: the folder auto_fit keeps its fits in, one per resolved fit config, shared by
                 every search that uses it (default checkpoints/fits)
+            objectives: several objectives, each {name, direction: max|min, ideal, reference}: the search
+                keeps the Pareto front and its hypervolume (docs/multi_objective.md); a name is `score`,
+                a table column, a reported metric, or a cost of the network (params_m, flops_m, latency_ms)
+            constraints: limits such as "latency_ms <= 5": a query that breaks one is charged but is
+                never best nor on the front
+            costs: settings of the costs computed from the network (lightning_nas.proxies.costs.NetworkCosts:
+                input_shape, num_classes, network, convention, store, device, batch_size, warmup, repeats)
         """
         kwargs = dict(
             datamodule=datamodule, strategy=strategy, model=model, ckpt_path=ckpt_path, budget=budget,
@@ -92,6 +102,7 @@ class NASTrainer(Trainer):
             finetune_epochs=finetune_epochs, seed=int(os.environ.get("PL_GLOBAL_SEED", 0)), progress=progress,
             config=getattr(self, "search_config", {}), oracle=oracle, table_only=table_only,
             auto_fit=auto_fit, **({"fit_cache": fit_cache} if fit_cache is not None else {}),
+            objectives=objectives, constraints=constraints, costs=costs,
         )
         launcher = self.strategy.launcher
         if launcher is not None:

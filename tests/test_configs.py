@@ -11,6 +11,7 @@ from lightning_nas.bench import config_arguments, resolved_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SEARCHES = [(p, m) for p in protocols() for m in methods()]
+MO_SEARCHES = [(p, m) for p in protocols(multi_objective=True) for m in methods(multi_objective=True)]
 FITS = sorted((ROOT / "configs" / "fits").rglob("*.yaml"))
 PRODUCERS = checkpoint_producers()
 SINGLE_SEARCHES = [ROOT / "configs" / "quickstart.yaml", ROOT / "configs" / "slurm" / "live_search.yaml"]
@@ -29,11 +30,19 @@ def test_every_search_of_the_report_parses_on_its_protocol(protocol, method):
         assert ckpt in PRODUCERS, (protocol.name, method.name, ckpt)
 
 
+@pytest.mark.parametrize("protocol, method", MO_SEARCHES, ids=[f"{p.name}-{m.name}" for p, m in MO_SEARCHES])
+def test_every_multi_objective_search_parses_with_its_objectives(protocol, method):
+    config = resolved_config(["search", *config_arguments(protocol.configs(method))])
+    assert len(config["objectives"]) == 2 and config["costs"]["store"]
+    assert config["data"]["init_args"]["target"] == protocol.target == config["objectives"][0]["name"]
+
+
 @pytest.mark.parametrize("path", FITS, ids=[str(p.relative_to(ROOT / "configs" / "fits")) for p in FITS])
 def test_every_fit_config_parses(path):
     config = resolved_config(["fit", "--config", str(path)])
     assert config["model"]["class_path"].startswith("lightning_nas.predictors.")
-    assert config["data"]["class_path"].startswith("lightning_nas.data.")
+    # the proxy-labelled pairs of Delta-NAS live beside the proxies that label them
+    assert config["data"]["class_path"].startswith(("lightning_nas.data.", "lightning_nas.proxies.difference."))
 
 
 @pytest.mark.parametrize("path", SINGLE_SEARCHES, ids=lambda p: p.name)
@@ -42,7 +51,8 @@ def test_the_quick_start_and_the_slurm_example_parse(path):
 
 
 def test_every_config_file_is_used_and_every_name_exists():
-    used = {c for p, m in SEARCHES for c in p.configs(m)} | set(FITS) | set(SINGLE_SEARCHES) | {SWEEP_SETTINGS} | set(LIVE)
+    used = ({c for p, m in SEARCHES + MO_SEARCHES for c in p.configs(m)} | set(FITS) | set(SINGLE_SEARCHES)
+            | {SWEEP_SETTINGS} | set(LIVE))
     assert set((ROOT / "configs").rglob("*.yaml")) == used
     names = {p.name for p in protocols()}
     assert set(metadata()["order"]) == names and set(metadata()["partial"]) <= names

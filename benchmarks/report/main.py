@@ -17,6 +17,7 @@ from typing import Any
 
 from benchmarks.report.common import ROOT, at_root, from_root, shared_tables
 from benchmarks.report.fits import checkpoint_producers
+from benchmarks.report.moo import read_moo
 from benchmarks.report.performance import measure_performance
 from benchmarks.report.protocols import Method, Protocol, methods, protocols
 from benchmarks.report.render import write_report
@@ -25,7 +26,7 @@ from benchmarks.report.tau import PREDICTORS, TAU_SEEDS, TAU_SIZES, run_tau_stud
 from lightning_nas.errors import ConfigError
 from lightning_nas.executors import Executor, RunsFailed, add_executor_arguments, executor_from_arguments
 
-PARTS = ("search", "tau", "performance")
+PARTS = ("search", "tau", "performance", "moo")
 #: what --quick runs unless --protocols / --methods / --predictors say otherwise: under 2 minutes
 QUICK = {"protocols": ["nb201-cifar10"], "methods": ["RS", "RE", "EDNAG"], "predictors": ["GIN"]}
 
@@ -97,7 +98,7 @@ def run_parts(args: argparse.Namespace, executor: Executor, chosen: list[Protoco
     start = time.perf_counter()
     producers, log = checkpoint_producers(), []
     data: dict[str, Any] = {"seeds": seeds, "budgets": budgets, "results": [], "not_completed": [], "tau": [],
-                            "performance": {}}
+                            "performance": {}, "moo": {}}
     if "search" in args.parts:
         part_start = time.perf_counter()
         data["results"] = run_searches(chosen, chosen_methods, shared, seeds, budgets, executor, runs, records,
@@ -114,5 +115,7 @@ def run_parts(args: argparse.Namespace, executor: Executor, chosen: list[Protoco
         part_start = time.perf_counter()
         data["performance"] = measure_performance(names, args.quick, producers, log, shared, chosen_methods)
         log.append(f"performance part: {time.perf_counter() - part_start:.0f} s")
+    if "moo" in args.parts:  # rendered from bench_moo.py's committed results: nothing runs, also under --quick
+        data["moo"] = read_moo() or {"protocols": {}}
     data.update(log=log, wall_time_s=round(time.perf_counter() - start, 1))
     return data

@@ -61,20 +61,27 @@ def metadata() -> dict[str, Any]:
     return yaml.safe_load(METADATA.read_text())
 
 
-def methods() -> list[Method]:
+def methods(multi_objective: bool = False) -> list[Method]:
+    """The report's methods, or those of its searches of several objectives."""
+    listed = metadata()["multi_objective"]["methods"] if multi_objective else metadata()["methods"]
     return [Method(name, spec["config"], spec.get("baseline", False), spec.get("per_seed_fit", False),
-                   tuple(spec.get("extra_budgets", ()))) for name, spec in metadata()["methods"].items()]
+                   tuple(spec.get("extra_budgets", ()))) for name, spec in listed.items()]
 
 
-def protocols() -> list[Protocol]:
-    """Every protocol file, in the report's order."""
+def protocols(multi_objective: bool = False) -> list[Protocol]:
+    """Every protocol file of one objective in the report's order, or (`multi_objective`) those that
+    declare several, in the order of `multi_objective.protocols`."""
     files = {path.stem: path for path in sorted((CONFIGS / "protocols").glob("*.yaml"))}
+    several = metadata()["multi_objective"]["protocols"]
+    if multi_objective:
+        return [_protocol(files[name]) for name in several if name in files]
+    files = {name: path for name, path in files.items() if name not in several}
     order = [name for name in metadata()["order"] if name in files] + [n for n in files if n not in metadata()["order"]]
     return [_protocol(files[name]) for name in order]
 
 
 def protocol(name: str) -> Protocol:
-    known = {p.name: p for p in protocols()}
+    known = {p.name: p for p in [*protocols(), *protocols(multi_objective=True)]}
     if name not in known:
         raise ConfigError(f"unknown protocol {name}; known: {', '.join(known)}")
     return known[name]

@@ -11,6 +11,7 @@ import numpy as np
 import yaml
 
 from benchmarks.report.common import pyplot
+from benchmarks.report.moo import moo_section
 from benchmarks.report.protocols import methods
 from benchmarks.report.tau import TAU_TARGET
 from lightning_nas.io import atomic_write
@@ -38,6 +39,8 @@ def write_report(out: Path, data: dict[str, Any]) -> None:
         lines += tau_section(out, data["tau"])
     if data["performance"]:
         lines += performance_section(data["performance"], data["results"])
+    if data.get("moo"):
+        lines += moo_section(out, data["moo"])
     if data["log"]:
         lines += ["## Log", "", *[f"- {entry}" for entry in dict.fromkeys(data["log"])], ""]
     atomic_write(out / "REPORT.md", "\n".join(lines))

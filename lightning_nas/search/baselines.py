@@ -18,6 +18,9 @@ class RandomSearch(Strategy):
     def tell(self, archs: Sequence[Architecture], scores: Sequence[float]) -> None:
         pass
 
+    def use_objectives(self, objectives) -> None:
+        """Uniform samples serve any objectives: the loop keeps their front."""
+
 
 class RegularizedEvolution(Strategy):
     """Real et al. (2019): a population of the newest `population_size` evaluations; each child is a

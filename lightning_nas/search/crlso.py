@@ -44,6 +44,7 @@ from typing import Any, Sequence
 import torch
 
 from lightning_nas.errors import ConfigError
+from lightning_nas.search.mo_modes import CRLSOMode
 from lightning_nas.search.strategy import Strategy
 from lightning_nas.search.surrogate import LatentSurrogate
 from lightning_nas.spaces.base import Architecture
@@ -80,6 +81,7 @@ class CRLSO(Strategy):
     surrogate_hint = ("a CR-LSO model: lightning_nas.predictors.crlso.CRLSOModel (with ckpt_path its fit "
                       "checkpoint, or none to fit it inside the run)")
     warm_start_hint = "; set strategy.init_args.initial_size >= 2 to fit it on the search's first queries"
+    mo: CRLSOMode | None = None  # the multi-objective mode (search/mo_modes.py)
 
     def __init__(
         self,
@@ -176,15 +178,26 @@ class CRLSO(Strategy):
         if not self.labelled:
             self.counts["random_initial"] += n
             return [self.space.sample(self.rng) for _ in range(n)]
-        ranked = sorted(self.labelled.values(), key=lambda item: -item[1])
         taken: set[str] = set()
         out = []
-        for seed, _ in ranked[: min(n, self.top_k)]:
+        for seed in self._seeds(min(n, self.top_k)):
             a = self.infer(seed, taken)
             taken.add(self.space.key(a))
             out.append(a)
         self.asked |= taken
         return out
+
+    def _seeds(self, k: int) -> list[Architecture]:
+        """The `k` best labelled architectures, or (several objectives) the best by this round's
+        random scalarisation of their recorded objectives."""
+        if self.mo is None:
+            return [a for a, _ in sorted(self.labelled.values(), key=lambda item: -item[1])[:k]]
+        self.mo.draw_weights(self.rng)
+        archs = [a for a, _ in self.labelled.values()]
+        return [archs[i] for i in self.mo.seeds(archs, k)]
+
+    def use_objectives(self, objectives) -> None:
+        self.mo = CRLSOMode(objectives, self.surrogate, type(self).__name__)
 
     def tell(self, archs: Sequence[Architecture], scores: Sequence[float]) -> None:
         for a, s in zip(archs, scores):

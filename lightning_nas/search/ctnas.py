@@ -24,8 +24,9 @@ import torch
 
 from lightning_nas.errors import ConfigError
 from lightning_nas.nn.controller import ArchitectureController, PolicySample, sample_valid, split_valid
+from lightning_nas.search.mo_modes import CTNASMode
 from lightning_nas.search.strategy import Strategy
-from lightning_nas.search.surrogate import PairwiseSurrogate
+from lightning_nas.search.surrogate import PairwiseSurrogate, as_numpy
 from lightning_nas.spaces.base import Architecture, SearchSpace
 
 INVALID_SAMPLE_POLICIES = ("penalise", "resample")
@@ -45,6 +46,7 @@ def curriculum_baseline(probabilities: torch.Tensor) -> int:
 class CTNAS(Strategy):
     surrogate_protocol = PairwiseSurrogate
     surrogate_hint = "the comparator lightning_nas.predictors.comparator.NeuralArchitectureComparator"
+    mo: CTNASMode | None = None  # the multi-objective mode (search/mo_modes.py)
 
     def __init__(
         self,
@@ -116,10 +118,15 @@ class CTNAS(Strategy):
         self.counters = {"policy_steps": 0, "invalid_samples": 0, "baseline_updates": 0, "pseudo_pairs_added": 0}
         self.last_reward = float("nan")
 
+    def use_objectives(self, objectives) -> None:
+        self.mo = CTNASMode(objectives, self.surrogate, type(self).__name__)
+
     # --- ask / tell ----------------------------------------------------------------------
     def ask(self, n: int) -> list[Architecture]:
         if self.labelled < self.initial_size:
             return self._fresh_uniform(min(n, self.initial_size - self.labelled))
+        if self.mo is not None:
+            self.mo.draw_weights(self.rng)  # this round's weights over the objectives
         if self.baseline is None:
             self.baseline = self._sample(1)[0]
         for _ in range(self.controller_steps):
@@ -151,7 +158,8 @@ class CTNAS(Strategy):
         if valid.any():
             chosen = [a for a, ok in zip(archs, valid.tolist()) if ok]
             with torch.no_grad():
-                reward[valid] = self.surrogate.compare(chosen, [self.baseline] * len(chosen)).float().cpu()
+                p = self.surrogate.compare(chosen, [self.baseline] * len(chosen)).float().cpu()
+                reward[valid] = p if self.mo is None else self.mo.comparison(p, chosen, [self.baseline] * len(chosen))
         loss = -(sample.log_prob * reward).mean() - self.entropy_coeff * sample.entropy.mean()
         self.optimizer.zero_grad()
         loss.backward()
@@ -196,6 +204,8 @@ class CTNAS(Strategy):
             self.past_baselines.append(self.baseline)
         candidates = self.past_baselines + self._sample(self.num_derive)
         probabilities = self.surrogate.compare_all(candidates, candidates).cpu()
+        if self.mo is not None:
+            probabilities = self.mo.comparison(probabilities, candidates, candidates, outer=True)
         self.baseline = candidates[curriculum_baseline(probabilities)]
         self.counters["baseline_updates"] += 1
 
@@ -229,7 +239,10 @@ class CTNAS(Strategy):
         if not fresh:
             return self._fresh_uniform(n)
         scores = self.surrogate.score(fresh)
-        order = torch.argsort(scores, descending=True, stable=True).tolist()
+        if self.mo is not None:
+            order = self.mo.select(fresh, as_numpy(scores), n)
+        else:
+            order = torch.argsort(scores, descending=True, stable=True).tolist()
         return self._propose([fresh[i] for i in order[:n]])
 
     def _propose(self, archs: list[Architecture]) -> list[Architecture]:

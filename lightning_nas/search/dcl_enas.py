@@ -24,6 +24,7 @@ import torch
 
 from lightning_nas.errors import ConfigError
 from lightning_nas.clustering import manhattan
+from lightning_nas.search.mo_modes import DCLENASMode
 from lightning_nas.search.strategy import Strategy
 from lightning_nas.search.surrogate import Surrogate, as_numpy
 from lightning_nas.spaces.base import Architecture, SearchSpace
@@ -31,6 +32,7 @@ from lightning_nas.spaces.base import Architecture, SearchSpace
 
 class DCLENAS(Strategy):
     surrogate_protocol = Surrogate
+    mo: DCLENASMode | None = None  # the multi-objective mode (search/mo_modes.py)
 
     def __init__(
         self,
@@ -82,6 +84,9 @@ class DCLENAS(Strategy):
         super().setup(space, rng, surrogate)
         self.evaluated_canonical: set[str] = set()
 
+    def use_objectives(self, objectives) -> None:
+        self.mo = DCLENASMode(objectives, self.surrogate, type(self).__name__)
+
     # --- ask / tell ----------------------------------------------------------------------
     def ask(self, n: int) -> list[Architecture]:
         want = min(n, self.infill_size)
@@ -109,14 +114,19 @@ class DCLENAS(Strategy):
         fitness = self._predict(population)
         seen = dict(zip((a.genotype for a in population), fitness))
         for _ in range(self.generations):
-            children = [c for c in self._unique(self._offspring(population, fitness)) if c.genotype not in seen]
+            parents = self._selection_fitness(population, fitness)
+            children = [c for c in self._unique(self._offspring(population, parents)) if c.genotype not in seen]
             child_fitness = self._predict(children)
             seen.update(zip((c.genotype for c in children), child_fitness))
             pool, pool_fitness = population + children, np.concatenate([fitness, child_fitness])
-            keep = np.argsort(-pool_fitness, kind="stable")[: self.population_size]
+            keep = np.argsort(-self._selection_fitness(pool, pool_fitness), kind="stable")[: self.population_size]
             population, fitness = [pool[i] for i in keep], pool_fitness[keep]
         self.population = population
         return seen
+
+    def _selection_fitness(self, population: list[Architecture], fitness: np.ndarray) -> np.ndarray:
+        """What selection maximises: the predicted score, or NSGA-II's crowded comparison (several objectives)."""
+        return fitness if self.mo is None else -self.mo.selection_key(population, fitness)
 
     def _offspring(self, population: list[Architecture], fitness: np.ndarray) -> list[Architecture]:
         children = []
@@ -141,7 +151,10 @@ class DCLENAS(Strategy):
         self.predicted_candidates += len(candidates)
         canon = self.evaluated_canonical | self.unavailable
         options = self._new_candidates(candidates, canon)
-        if self.uncertainty_weight == 0:
+        if self.mo is not None:  # greedy hypervolume improvement over the recorded front
+            options = list(options)
+            chosen = [options[i] for i in self.mo.select(options, np.array([candidates[a.genotype] for a in options]), want)]
+        elif self.uncertainty_weight == 0:
             chosen = list(itertools.islice(options, want))  # stops checking once `want` are found
         else:
             chosen = self._most_promising(list(options), candidates, want)
@@ -188,6 +201,8 @@ class DCLENAS(Strategy):
         return as_numpy(self.surrogate.score(archs))
 
     def _best_evaluated(self, k: int) -> list[Architecture]:
+        if self.mo is not None:
+            return self.mo.elite(k)
         best = sorted(self.evaluated, key=lambda g: -self.evaluated[g])[:k]
         return [self.space.make(g) for g in best]
 

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from lightning_nas.errors import ConfigError
+from lightning_nas.search.mo_modes import DeltaNASMode
 from lightning_nas.search.strategy import Strategy
 from lightning_nas.search.surrogate import GainSurrogate, Surrogate
 from lightning_nas.spaces.base import Architecture, SearchSpace
@@ -33,6 +34,7 @@ ACCEPT_RULES = ("always", "improvement")
 
 class DeltaNAS(Strategy):
     surrogate_protocol = Surrogate
+    mo: DeltaNASMode | None = None  # the multi-objective mode (search/mo_modes.py)
 
     def __init__(
         self,
@@ -78,6 +80,9 @@ class DeltaNAS(Strategy):
         self._reset()
         self._gain_fn = surrogate.gains if isinstance(surrogate, GainSurrogate) else self._score_difference
 
+    def use_objectives(self, objectives) -> None:
+        self.mo = DeltaNASMode(objectives, self.surrogate, type(self).__name__, self.population_size)
+
     def _score_difference(self, base: Architecture, candidates: Sequence[Architecture]) -> torch.Tensor:
         scores = self.surrogate.score([base, *candidates]).double()
         return scores[1:] - scores[0]
@@ -112,6 +117,8 @@ class DeltaNAS(Strategy):
         if not candidates:
             return None
         gains = torch.as_tensor(self._gain_fn(base, candidates), dtype=torch.float64)
+        if self.mo is not None:  # the member's scalarised change (search/mo_modes.py)
+            gains = self.mo.utility(member, base, candidates, gains)
         best = int(torch.argmax(gains))
         if self.min_gain is not None and float(gains[best]) <= self.min_gain:
             return None
@@ -140,7 +147,9 @@ class DeltaNAS(Strategy):
             self.counts["resamples"] += int(not math.isnan(self.member_scores[member]))  # not the first draw
             self.members[member], self.member_scores[member], self.rejections[member] = proposal, score, 0
             return
-        if self.accept == "always" or score > self.member_scores[member]:
+        better = score > self.member_scores[member] if self.mo is None else \
+            self.mo.improves(member, proposal, self.members[member])
+        if self.accept == "always" or better:
             self.members[member], self.member_scores[member], self.rejections[member] = proposal, score, 0
             self.counts["steps_accepted"] += 1
             return

@@ -38,6 +38,7 @@ from lightning_nas.search.diffusion import (
     worst_for_unknown,
 )
 from lightning_nas.search.matrix_layout import DecodeStats, MatrixDecoder
+from lightning_nas.search.mo_modes import EDNAGMode
 from lightning_nas.search.strategy import Strategy
 from lightning_nas.search.surrogate import Surrogate, as_numpy
 from lightning_nas.spaces.base import Architecture, SearchSpace
@@ -105,6 +106,7 @@ class EDNAG(Strategy):
     """
 
     warm_start_hint = "; set strategy.init_args.random_start (e.g. 10) and finetune: true to train it first"
+    mo: EDNAGMode | None = None  # the multi-objective mode (search/mo_modes.py)
 
     def __init__(
         self,
@@ -182,6 +184,12 @@ class EDNAG(Strategy):
         self.decoder = MatrixDecoder(space)
         self._reset_state()
 
+    def use_objectives(self, objectives) -> None:
+        if self.fitness_mode == "oracle":
+            raise ConfigError("EDNAG's multi-objective mode guides the denoising with a predictor or a proxy: "
+                              "set fitness: predictor or proxy")
+        self.mo = EDNAGMode(objectives, self.surrogate, type(self).__name__)
+
     # --- Strategy protocol -----------------------------------------------------------------
     def ask(self, n: int) -> list[Architecture]:
         if self.fitness_mode == "oracle":
@@ -218,12 +226,18 @@ class EDNAG(Strategy):
         asked, best predicted first (one per canonical form)."""
         start = time.perf_counter()
         self.scored = {}
+        if self.mo is not None:
+            self.mo.draw_weights(self.rng)  # this run's weights over the objectives
         self._start_run()
         with torch_threads(self.score_threads):
             missing = self._drive()
         if missing:
             raise RuntimeError("a surrogate-scored generation asked for oracle answers; this is a bug")
         ranked = sorted(self.scored, key=lambda g: -self.scored[g])
+        if self.mo is not None:  # greedy hypervolume improvement over the recorded front
+            scored = list(self.scored)
+            order = self.mo.select([self.space.make(g) for g in scored], np.array([self.scored[g] for g in scored]))
+            ranked = [scored[i] for i in order]
         self.generation_seconds.append(time.perf_counter() - start)
         out, identities = [], set(self.asked)
         for g in ranked:
@@ -310,7 +324,10 @@ class EDNAG(Strategy):
             scores = self.surrogate.score([self.space.make(g) for g in new])
             for g, s in zip(new, as_numpy(scores).tolist()):
                 self.scored[g] = s
-        return np.array([self.scored[g] for g in genotypes]), []
+        predicted = np.array([self.scored[g] for g in genotypes])
+        if self.mo is not None:
+            return self.mo.fitness([self.space.make(g) for g in genotypes], predicted), []
+        return predicted, []
 
     # --- helpers -------------------------------------------------------------------------------
     def _identity(self, a: Architecture) -> str:

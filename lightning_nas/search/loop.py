@@ -17,6 +17,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning_nas.benchmarks.oracle import Evaluation, NotInBenchmark, Oracle
 from lightning_nas.errors import ConfigError
 from lightning_nas.io import atomic_write
+from lightning_nas.search.objectives import Objectives
 from lightning_nas.search.outputs import write_outputs
 from lightning_nas.search.ranks import Ranks
 from lightning_nas.search.stopping import StopRequests
@@ -51,6 +52,7 @@ class SearchLoop:
         stop_requests: StopRequests | None = None,
         table_only: bool = False,
         fits: list[dict[str, Any]] | None = None,
+        objectives: Objectives | None = None,
     ):
         if ask_batch < 1:
             raise ConfigError(f"ask_batch must be >= 1, got {ask_batch}")
@@ -63,6 +65,7 @@ class SearchLoop:
         self.initial = initial or []  # architectures charged first (a predictor's training labels)
         self.table_only = table_only
         self.fits = fits or []  # the fits the predictor came from (lightning_nas.search.fits)
+        self.objectives = objectives  # several objectives or constraints (search/objectives.py)
         self.history: list[dict[str, Any]] = []
         self.query_seconds: list[float] = []  # wall clock at each query, for timing.json
         self.skipped_not_in_benchmark = 0
@@ -78,6 +81,9 @@ class SearchLoop:
         self.strategy.setup(self.oracle.space, rng, self.surrogate)
         if self.table_only:
             self.strategy.restrict(self.oracle.contains, self.oracle.draw)
+        if self.objectives is not None:
+            self.objectives.check(self.ranks.size)
+            self.strategy.use_objectives(self.objectives)
         resumed = self._restore(rng)
         if not resumed and self.initial:
             self._charge_initial()
@@ -163,18 +169,22 @@ class SearchLoop:
         best = self.history[-1]["best"] if self.history else None
         if best is None or evaluation.score > best["score"]:
             best = {"arch": str(arch), "score": evaluation.score, "report": evaluation.report}
-        self.history.append(
-            {"query": len(self.history) + 1, "arch": str(arch), "score": evaluation.score,
-             "report": evaluation.report, "best": best}
-        )
+        entry = {"query": len(self.history) + 1, "arch": str(arch), "score": evaluation.score,
+                 "report": evaluation.report, "best": best}
+        if self.objectives is not None:
+            self.objectives.annotate(entry, arch, evaluation)
+        self.history.append(entry)
         self.query_seconds.append(round(self.elapsed, 4))
 
     # --- resumption ----------------------------------------------------------------------
     def identity(self) -> dict[str, Any]:
         """What a checkpoint must match to be resumed by this loop."""
         objective = getattr(self.oracle, "objective_name", None) or type(self.oracle).__name__
-        return {"strategy": type(self.strategy).__name__, "space": self.oracle.space.name,
-                "objective": objective, "seed": self.seed}
+        identity = {"strategy": type(self.strategy).__name__, "space": self.oracle.space.name,
+                    "objective": objective, "seed": self.seed}
+        if self.objectives is not None:
+            identity["objectives"] = self.objectives.identity()
+        return identity
 
     def _checkpoint(self, rng: np.random.Generator) -> None:
         if not self.ranks.is_zero:
@@ -202,6 +212,8 @@ class SearchLoop:
         if state is None:
             return False
         self.history = json.loads(state["history"])
+        if self.objectives is not None:
+            self.objectives.restore(self.history)
         if self.oracle.budget is not None and len(self.history) > self.oracle.budget:
             raise ConfigError(
                 f"{path} holds a search with {len(self.history)} queries, more than the budget of "
@@ -254,12 +266,14 @@ class SearchLoop:
             "strategy_stats": dict(sorted(stats().items())) if callable(stats) else {},
             "predictor_labels_charged": len(self.initial),
             "fits": [*self.fits, *fit_records(self.surrogate)],
+            **({"objectives": self.objectives.summary()} if self.objectives is not None else {}),
         }
 
     def timing(self) -> dict[str, Any]:
         timings = getattr(self.strategy, "timings", None)
         return {"wall_time_s": round(self.elapsed, 3), "ranks": self.ranks.size, "query_elapsed_s": self.query_seconds,
-                "strategy": timings() if callable(timings) else {}}
+                "strategy": timings() if callable(timings) else {},
+                **({"costs": self.objectives.timing()} if self.objectives is not None else {})}
 
     def _progress_bar(self, resumed: bool):
         from contextlib import contextmanager
@@ -279,7 +293,7 @@ class SearchLoop:
                 task = progress.add_task(name, total=budget, completed=self.oracle.used, best="")
 
                 def advance(n: int, last: dict | None) -> None:
-                    best = f"best {last['best']['score']:.3f}" if last else ""
+                    best = f"best {last['best']['score']:.3f}" if last and last["best"] else ""
                     progress.update(task, advance=n, best=best)
 
                 yield advance

@@ -26,13 +26,18 @@ def write_outputs(run_dir: Path, results: dict[str, Any], timing: dict[str, Any]
 
 
 def queries_csv(queries: list[dict[str, Any]], report_names: list[str]) -> str:
-    """One row per query: the architecture asked, its score and reported metrics, and the best so far."""
+    """One row per query: the architecture asked, its score and reported metrics, its objective values
+    (a multi-objective or constrained search), and the best so far (empty while none is feasible)."""
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["query", "arch", "score", *report_names, "best_arch", "best_score", *[f"best_{n}" for n in report_names]])
+    value_names = list(queries[0].get("values", {})) if queries else []
+    writer.writerow(["query", "arch", "score", *report_names, *value_names, "best_arch", "best_score",
+                     *[f"best_{n}" for n in report_names]])
     for q in queries:
+        best = q["best"] or {"arch": "", "score": "", "report": dict.fromkeys(report_names, "")}
         writer.writerow(
             [q["query"], q["arch"], q["score"], *[q["report"][n] for n in report_names],
-             q["best"]["arch"], q["best"]["score"], *[q["best"]["report"][n] for n in report_names]]
+             *[q["values"][n] for n in value_names],
+             best["arch"], best["score"], *[best["report"][n] for n in report_names]]
         )
     return out.getvalue()

@@ -13,6 +13,7 @@ from lightning_nas.predictors.base import read_checkpoint
 from lightning_nas.search import fits
 from lightning_nas.search.fits import config_key, refusal
 from lightning_nas.search.loop import SearchLoop
+from lightning_nas.search.objectives import Objectives
 from lightning_nas.search.ranks import Ranks
 from lightning_nas.search.stopping import StopRequests
 from lightning_nas.search.strategy import Strategy
@@ -179,10 +180,14 @@ def run_search(
     proxy: dict | None = None,
     auto_fit: str | None = None,
     fit_cache: str = fits.CACHE,
+    objectives: list | None = None,
+    constraints: list[str] | None = None,
+    costs: dict | None = None,
 ) -> dict[str, Any]:
     """`proxy`: score with this zero-cost proxy (`lightning_nas.proxies.oracle.ProxySurrogate`'s
     arguments besides the space) instead of a trained predictor. `auto_fit`, `fit_cache`:
-    `lightning_nas.search.fits`."""
+    `lightning_nas.search.fits`. `objectives`, `constraints`, `costs`: a multi-objective or
+    constrained search (`lightning_nas.search.objectives`)."""
     if strategy is None:
         raise ConfigError("no `strategy:` given: name a class, e.g. lightning_nas.search.baselines.RandomSearch")
     if datamodule is None and oracle is None:
@@ -211,6 +216,7 @@ def run_search(
             f"queries, and the budget is {budget}: the predictor would never guide; raise the budget or give a "
             "fitted predictor (ckpt_path or auto_fit)"
         )
+    declared = Objectives.build(objectives, constraints, costs, oracle)
     # labels the predictor was fitted on are oracle answers too: they are the run's first queries
     initial = predictor_labels(fitted_data) if charge_predictor_labels else []
     if len(initial) > budget:
@@ -223,7 +229,7 @@ def run_search(
         used[-1]["labels_charged"] = len(initial)
     loop = SearchLoop(strategy, oracle, run_dir, seed=seed, ask_batch=ask_batch, surrogate=surrogate,
                       config=config, progress=progress, initial=initial, stop_requests=stop_requests,
-                      table_only=table_only, fits=used)
+                      table_only=table_only, fits=used, objectives=declared)
     results = loop.run()
     if loop.progress and results["best"]:
         best = results["best"]

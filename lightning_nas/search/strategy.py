@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Callable, Collection, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Collection, Sequence
 
 import numpy as np
 
 from lightning_nas.errors import ConfigError
 from lightning_nas.search.surrogate import Surrogate, untrained
 from lightning_nas.spaces.base import Architecture, SearchSpace
+
+if TYPE_CHECKING:
+    from lightning_nas.search.objectives import Objectives
 
 SAMPLE_TRIES = 1000  # uniform draws per wanted architecture before `sample_unseen` gives up
 
@@ -62,6 +65,14 @@ class Strategy(ABC):
         """How many of the first queries are random cells whose labels train an untrained predictor
         before it guides (a warm start, charged to the budget); 0: this strategy cannot train one."""
         return 0
+    def use_objectives(self, objectives: Objectives) -> None:
+        """Called by the loop, after `setup`, when the search declares several objectives or
+        constraints (`lightning_nas.search.objectives`): a strategy with a multi-objective mode
+        overrides this; the others refuse."""
+        raise ConfigError(
+            f"{type(self).__name__} searches one objective without constraints: for `objectives:` or "
+            "`constraints:` use a strategy with a multi-objective mode (docs/multi_objective.md), e.g. "
+            "lightning_nas.search.mo_baselines.MultiObjectiveRE")
 
     @abstractmethod
     def ask(self, n: int) -> list[Architecture]:

@@ -1,0 +1,46 @@
+"""The report's moo part: the multi-objective results of benchmarks/bench_moo.py (benchmarks/results/moo.json,
+committed), rendered with their plots. Nothing is searched here (also under --quick): the hypervolume table
+comes from that script, which runs RS, MO-RE and the five methods' multi-objective modes over many seeds."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from benchmarks.report.common import ROOT
+
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def read_moo(results: Path = RESULTS) -> dict[str, Any]:
+    """moo.json, or {} when bench_moo.py has not run (the section then says how to make it)."""
+    path = results / "moo.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def moo_section(out: Path, moo: dict[str, Any], results: Path = RESULTS) -> list[str]:
+    lines = ["## Multi-objective search", ""]
+    if not moo.get("protocols"):
+        return lines + ["No results: run `python -m benchmarks.bench_moo` (benchmarks/results/moo.json).", ""]
+    lines += [f"From `{moo['command']}` (benchmarks/results/moo.md; docs/multi_objective.md): hypervolume of the "
+              "front of the queried cells, normalised per objective (ideal 0, reference point 1, declared in each "
+              f"protocol file), mean ± std over {len(moo['seeds'])} seeds, and its share of the table's true "
+              "front's hypervolume.", ""]
+    for name, entry in moo["protocols"].items():
+        if "front" not in entry or not entry["methods"]:
+            continue
+        true = entry["front"]["hypervolume"]
+        budgets = [b for b in moo["budgets"] if all(str(b) in m["hypervolume"] for m in entry["methods"].values())]
+        plot = results / f"moo_{name}.png"
+        lines += [f"### {name}", "", f"True front: {len(entry['front']['front'])} cells, hypervolume {true:.4f}.", ""]
+        if plot.is_file():
+            shutil.copyfile(plot, out / "plots" / plot.name)
+            lines += [f"![{name}](plots/{plot.name})", ""]
+        lines += ["| method | " + " | ".join(f"{b} queries" for b in budgets) + " |", "|---|" + "---|" * len(budgets)]
+        for method, m in entry["methods"].items():
+            cells = [f"{h['mean']:.4f} ± {h['std']:.4f} ({100 * h['mean'] / true:.1f} %)"
+                     for h in (m["hypervolume"][str(b)] for b in budgets)]
+            lines.append(f"| {method} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines + [f"- {line}" for line in moo.get("verdict", [])] + [""]
