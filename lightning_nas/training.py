@@ -4,9 +4,10 @@ from __future__ import annotations
 import logging
 import warnings
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Iterator
 
 import lightning as L
+import torch
 
 
 def quiet_trainer(max_epochs: int, **kwargs: Any) -> L.Trainer:
@@ -32,3 +33,15 @@ def quiet_lightning():
     finally:
         for logger, level in zip(loggers, levels):
             logger.setLevel(level)
+
+
+@contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """torch's intra-op threads set to `n` (None: left as they are) and restored afterwards."""
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

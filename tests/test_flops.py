@@ -14,7 +14,6 @@ from lightning_nas.spaces.base import get_space
 from lightning_nas.spaces.cell_on_edges.network import EdgeCell
 from lightning_nas.spaces.nb101.network import nb101_network
 from lightning_nas.proxies.zero_cost import ProxyBatch, flops
-from lightning_nas.spaces import get_space
 from lightning_nas.spaces.flops import count_flops
 
 NB201 = get_space("nb201")

@@ -23,7 +23,6 @@ from torch_geometric.data import Batch
 
 from lightning_nas.errors import ConfigError, MissingFileError
 from lightning_nas.encodings.graph import to_batch
-from lightning_nas.errors import ConfigError, MissingFileError
 from lightning_nas.nn.dcl import ScoreHead, SoftEncoder
 from lightning_nas.predictors.base import Predictor
 from lightning_nas.spaces.base import get_space

@@ -13,7 +13,6 @@ from __future__ import annotations
 import warnings
 from typing import Sequence
 
-import lightning as L
 import numpy as np
 import torch
 from torch_geometric.nn import MLP

@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 from lightning_nas.errors import ConfigError
-from lightning_nas.proxies.live import ResultStore, _threads
+from lightning_nas.proxies.live import ResultStore
+from lightning_nas.training import torch_threads
 from lightning_nas.spaces.base import Architecture, SearchSpace
 from lightning_nas.spaces.flops import CONVENTIONS, count_flops
 from lightning_nas.spaces.layers import count_parameters
@@ -174,7 +175,7 @@ class NetworkCosts:
         x = torch.zeros(self.batch_size, *self.input_shape, device=self.device)
         cuda = self.device.startswith("cuda")
         times = []
-        with _threads(self.threads if not cuda else None):
+        with torch_threads(self.threads if not cuda else None):
             for i in range(self.warmup + self.repeats):
                 if cuda:
                     torch.cuda.synchronize(self.device)

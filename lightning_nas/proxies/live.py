@@ -8,7 +8,6 @@ the same setting, reads finished rows instead of training again.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sqlite3
@@ -16,7 +15,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import lightning as L
 import torch
@@ -28,7 +27,7 @@ from lightning_nas.data.images import ImageDataModule
 from lightning_nas.errors import ConfigError
 from lightning_nas.spaces.base import Architecture, get_space
 from lightning_nas.spaces.layers import count_parameters
-from lightning_nas.training import quiet_lightning
+from lightning_nas.training import quiet_lightning, torch_threads
 
 
 class ImageClassifier(L.LightningModule):
@@ -218,7 +217,7 @@ class LiveTrainingOracle(Oracle):
         dm = self.datamodule
         dm.setup()
         start = time.perf_counter()
-        with torch.random.fork_rng(devices=[]), _threads(self.threads), quiet_lightning():
+        with torch.random.fork_rng(devices=[]), torch_threads(self.threads), quiet_lightning():
             torch.manual_seed(self.seed)
             network = self.space.network(a, dm.num_classes, dm.input_shape[0], **self.network)
             model = ImageClassifier(network, dm.num_classes, self.epochs, self.lr, self.momentum, self.weight_decay)
@@ -235,12 +234,3 @@ class LiveTrainingOracle(Oracle):
         )
 
 
-@contextlib.contextmanager
-def _threads(n: int | None) -> Iterator[None]:
-    before = torch.get_num_threads()
-    if n is not None:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)

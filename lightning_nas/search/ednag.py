@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -42,19 +41,7 @@ from lightning_nas.search.mo_modes import EDNAGMode
 from lightning_nas.search.strategy import Strategy
 from lightning_nas.search.surrogate import Surrogate, as_numpy
 from lightning_nas.spaces.base import Architecture, SearchSpace
-
-
-@contextmanager
-def torch_threads(n: int | None):
-    """Scoring a generation means ~100 tiny batches (<= 2N graphs): intra-op threads only add
-    contention there, so they are capped for the run and restored afterwards."""
-    before = torch.get_num_threads()
-    if n is not None:
-        torch.set_num_threads(min(n, before))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+from lightning_nas.training import torch_threads
 
 
 @dataclass
@@ -229,7 +216,10 @@ class EDNAG(Strategy):
         if self.mo is not None:
             self.mo.draw_weights(self.rng)  # this run's weights over the objectives
         self._start_run()
-        with torch_threads(self.score_threads):
+        # scoring a generation means ~100 tiny batches (<= 2N graphs): intra-op threads only add
+        # contention there, so they are capped (never raised) for the scoring
+        cap = None if self.score_threads is None else min(self.score_threads, torch.get_num_threads())
+        with torch_threads(cap):
             missing = self._drive()
         if missing:
             raise RuntimeError("a surrogate-scored generation asked for oracle answers; this is a bug")
