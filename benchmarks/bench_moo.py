@@ -29,9 +29,10 @@ from typing import Any
 import numpy as np
 
 from benchmarks.report.common import add_script_arguments, at_root, from_root, pyplot, quiet, script_folders, shared_tables
-from benchmarks.report.fits import checkpoint_producers, ensure_fitted, fit_per_seed, seed_fit_arguments
+from benchmarks.report.fits import checkpoint_producers, ensure_fitted, seed_fit_arguments, seed_fits
 from benchmarks.report.protocols import Method, Protocol, methods, protocols
 from lightning_nas.bench import bench_main, config_arguments, resolved_config
+from lightning_nas.executors import LocalPool
 from lightning_nas.io import atomic_write
 
 BUDGETS = (50, 100, 150)
@@ -101,7 +102,11 @@ def run_method(protocol: Protocol, method: Method, shared: Path, runs: Path, see
     out = runs / protocol.name / method.name
     extra = protocol.overrides(shared)
     if method.per_seed_fit:
-        fit_per_seed(configs, protocol, shared, method.name, out, seeds, workers, producers, False, log)
+        fits = seed_fits(configs, protocol, shared, method.name, out, seeds, producers, False)
+        if LocalPool(workers, out / "logs").run(fits, "per-seed fits"):
+            raise RuntimeError(f"a per-seed fit of {method.name} on {protocol.name} failed (logs in {out / 'logs'})")
+        if fits:
+            log.append(f"fit {method.name} on {protocol.name}, {len(fits)} seeds")
         extra += seed_fit_arguments(configs, out)
     else:
         ensure_fitted("search", configs, producers, log)
