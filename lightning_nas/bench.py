@@ -208,18 +208,19 @@ def _same_recipe(run: Path, recipe: str) -> bool:
 
 def summarize(run_dirs: list[str], budgets: list[int], configs: Sequence[str], optimum: str | None) -> dict[str, Any]:
     """Per budget, mean and std over seeds of the objective and of each reported metric of the best
-    architecture, and the fraction of seeds whose best is `optimum` (the table's best, when known)."""
+    architecture (`values`: each run's, in the order of `run_dirs`, None where it found none), and the
+    fraction of seeds whose best is `optimum` (the table's best, when known)."""
     runs = [json.loads((Path(d) / "results.json").read_text()) for d in run_dirs]
     summary: dict[str, Any] = {"config": [str(c) for c in configs], "seeds": len(runs), "budgets": {}}
     for b in budgets:
-        bests = [best_after(r, b) for r in runs]
-        bests = [x for x in bests if x is not None]
+        each = [best_after(r, b) for r in runs]
+        bests = [x for x in each if x is not None]
         report_names = sorted(bests[0]["report"]) if bests else []
         entry: dict[str, Any] = {"count": len(bests)}
         for name in ["score", *report_names]:
-            values = [x["score"] if name == "score" else x["report"][name] for x in bests]
-            mean, std = mean_std(values)
-            entry[name] = {"mean": mean, "std": std}
+            values = [None if x is None else x["score"] if name == "score" else x["report"][name] for x in each]
+            mean, std = mean_std([v for v in values if v is not None])
+            entry[name] = {"mean": mean, "std": std, "values": values}
         if optimum is not None:
             entry["found_optimum_fraction"] = float(np.mean([x["arch"] == optimum for x in bests])) if bests else 0.0
         summary["budgets"][str(b)] = entry

@@ -193,3 +193,21 @@ def test_unknown_names_are_user_errors(capsys, shared):
     assert main(["report", "--shared", str(Path("/nonexistent/tables"))]) == 2
     err = capsys.readouterr().err
     assert "the shared benchmark tables are not in /nonexistent/tables: give their folder with --shared" in err
+
+
+def test_against_re_pairs_seeds_and_counts_protocols():
+    from benchmarks.report.render import against_re_section, paired_interval
+
+    mean, low, high, n = paired_interval([1.0, 2.0, None, 4.0], [0.5, 1.0, 3.0, 3.0])
+    assert n == 3 and mean == pytest.approx(5 / 6) and low < mean < high
+    assert paired_interval([1.0], [0.0])[1] != paired_interval([1.0], [0.0])[1]  # nan: one pair has no interval
+
+    def result(protocol, method, values):
+        entry = {"count": len(values), "score": {}, "test_acc": {"mean": 0.0, "std": 0.0, "values": values}}
+        return {"protocol": protocol, "method": method, "summary": {"budgets": {"100": entry}}}
+
+    data = {"results": [result("a", "RE", [1.0, 2.0, 3.0]), result("a", "X", [2.0, 3.1, 3.9]),
+                        result("b", "RE", [1.0, 2.0, 3.0]), result("b", "X", [0.0, 2.5, 3.0])]}
+    text = "\n".join(against_re_section(data))
+    assert "| X | **+1.00 [" in text and "| 1/2 | 1/2 |" in text
+    assert "| X | 2.00 | 0.00 |" in text and "| RE | 1.00 | 1.00 |" in text

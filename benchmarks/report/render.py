@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import yaml
+from scipy import stats
 
 from benchmarks.report.common import pyplot
 from benchmarks.report.moo import moo_section
@@ -35,6 +36,7 @@ def write_report(out: Path, data: dict[str, Any]) -> None:
     if data["results"]:
         lines += [provenance(data["results"]), ""]
         lines += search_sections(out, data)
+        lines += against_re_section(data)
     if data["tau"]:
         lines += tau_section(out, data["tau"])
     if data["performance"]:
@@ -92,6 +94,56 @@ def search_sections(out: Path, data: dict[str, Any]) -> list[str]:
         lines += ["Not completed: " + "; ".join(failed), ""] if failed else []
         plot_curves(out / "plots" / f"{protocol}.png", protocol, rows)
     return lines
+
+
+AGAINST_RE_BUDGET = "100"
+
+
+def paired_interval(values: list[float | None], baseline: list[float | None]) -> tuple[float, float, float, int]:
+    """Mean of the per-seed differences `values - baseline` (seeds where both found an architecture)
+    with its two-sided 95% Student t interval: (mean, low, high, seeds)."""
+    d = np.array([v - b for v, b in zip(values, baseline) if v is not None and b is not None], dtype=np.float64)
+    if len(d) < 2:
+        return (float(d.mean()) if len(d) else float("nan")), float("nan"), float("nan"), len(d)
+    half = float(stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d)))
+    return float(d.mean()), float(d.mean() - half), float(d.mean() + half), len(d)
+
+
+def against_re_section(data: dict[str, Any]) -> list[str]:
+    """Each method against RE on every protocol at 100 queries: the paired difference with its 95%
+    interval over seeds, how many protocols each is at or above RE (significantly above), and the
+    worst seed of each method per protocol. Metrics are the reported ones (higher is better)."""
+    b = AGAINST_RE_BUDGET
+    cells = {(r["protocol"], r["method"]): r["summary"]["budgets"].get(b) for r in data["results"]}
+    protocols = list(dict.fromkeys(r["protocol"] for r in data["results"]))
+    names = [m for m in dict.fromkeys(r["method"] for r in data["results"]) if m not in ("RS", "RE")]
+    header = "| method | " + " | ".join(protocols)
+    versus = [f"### Against RE at {b} queries", "",
+              f"Mean over paired seeds of (method − RE) in the reported test metric of the best-by-validation "
+              f"architecture after {b} queries, with its 95% t interval; **bold**: the interval lies above 0. "
+              "`above`: protocols where the mean difference is ≥ 0, `sig.`: where the interval lies above 0 (of the "
+              "protocols the method ran on).", "",
+              header + " | above | sig. |", "|---|" + "---|" * (len(protocols) + 2)]
+    worst = [f"Worst seed at {b} queries (the lowest reported test metric of any seed):", "",
+             header + " |", "|---|" + "---|" * len(protocols)]
+    for name in ["RE", *names]:
+        row, low_row, above, significant, ran = [], [], 0, 0, 0
+        for p in protocols:
+            mine, re_entry = cells.get((p, name)), cells.get((p, "RE"))
+            if not mine or not re_entry:
+                row.append("—")
+                low_row.append("—")
+                continue
+            metric = reported_metric(mine)
+            low_row.append(f"{min(v for v in mine[metric]['values'] if v is not None):.2f}")
+            mean, low, high, _ = paired_interval(mine[metric]["values"], re_entry[metric]["values"])
+            ran, above, significant = ran + 1, above + (mean >= 0), significant + (low > 0)
+            text = f"{mean:+.2f} [{low:+.2f}, {high:+.2f}]"
+            row.append(f"**{text}**" if low > 0 else text)
+        if name != "RE":
+            versus.append(f"| {name} | " + " | ".join(row) + f" | {above}/{ran} | {significant}/{ran} |")
+        worst.append(f"| {name} | " + " | ".join(low_row) + " |")
+    return [*versus, "", *worst, ""]
 
 
 def reported_metric(entry: dict[str, Any]) -> str:
