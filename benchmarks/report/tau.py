@@ -15,7 +15,7 @@ from typing import Any
 from benchmarks.report.common import CONFIGS, quiet
 from benchmarks.report.fits import ensure_fitted, needed_checkpoints
 from benchmarks.report.records import restore_record, save_record
-from lightning_nas.io import atomic_write
+from lightning_nas.io import atomic_write, dumps
 from lightning_nas.bench import portable, resolved_config
 
 TAU_TABLE, TAU_TARGET = "nb201_200ep.csv.gz", "cifar10_valid_valid_acc"
@@ -62,7 +62,7 @@ def tau_job(name: str, size: int, seed: int, epochs: int, recipe: str, path: str
     else:
         result = config_tau(spec.config, size, seed, epochs, {"benchmark": table, "target": TAU_TARGET})
     result.update(predictor=name, size=size, seed=seed, recipe=recipe, wall_s=round(time.perf_counter() - start, 2))
-    atomic_write(Path(path), json.dumps(result, indent=1))
+    atomic_write(Path(path), dumps(result, indent=1))  # strict: a NaN tau -> null
     return result
 
 

@@ -22,6 +22,7 @@ from torch import Tensor
 from torch_geometric.data import Batch
 
 from lightning_nas.encodings.graph import to_batch
+from lightning_nas.errors import ConfigError, MissingFileError
 from lightning_nas.nn.dcl import ScoreHead, SoftEncoder
 from lightning_nas.predictors.base import Predictor
 from lightning_nas.spaces.base import get_space
@@ -196,7 +197,7 @@ class RankingFinetuner(Predictor):
         """Copy the soft encoder of a stage-1 (`ContrastivePretrainer`) checkpoint into this model."""
         file = Path(path)
         if not file.is_file():
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"stage-1 checkpoint {file} does not exist; run `lightning-nas fit` with the dcl_enas_pretrain config first"
             )
         ckpt = torch.load(file, map_location="cpu", weights_only=True)
@@ -204,7 +205,7 @@ class RankingFinetuner(Predictor):
         mismatched = [k for k in ENCODER_KEYS if k in theirs and theirs[k] != self.hparams[k]]
         if mismatched:
             detail = ", ".join(f"{k}: checkpoint {theirs[k]!r} vs model {self.hparams[k]!r}" for k in mismatched)
-            raise ValueError(f"stage-1 checkpoint {file} has a different soft encoder ({detail}); use the same settings")
+            raise ConfigError(f"stage-1 checkpoint {file} has a different soft encoder ({detail}); use the same settings")
         prefix = "encoder."
         state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
         if not state:

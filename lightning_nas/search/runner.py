@@ -1,15 +1,18 @@
 """Assemble one search run from its parts (benchmark, oracle, predictor, strategy) and run it."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
+from lightning.pytorch.loggers import Logger
 
 from lightning_nas.benchmarks.oracle import Oracle, TabularOracle
 from lightning_nas.data.datamodule import ArchitectureDataModule
 from lightning_nas.errors import ConfigError
 from lightning_nas.predictors.base import read_checkpoint
+from lightning_nas.search.lock import locked_run_dir
 from lightning_nas.search.loop import SearchLoop
 from lightning_nas.search.stopping import StopRequests
 from lightning_nas.search.strategy import Strategy
@@ -95,9 +98,11 @@ def run_search(
     stop_requests: StopRequests | None = None,
     table_only: bool = False,
     proxy: dict | None = None,
+    loggers: Sequence[Logger] = (),
 ) -> dict[str, Any]:
     """`proxy`: score with this zero-cost proxy (`lightning_nas.proxies.oracle.ProxySurrogate`'s
-    arguments besides the space) instead of a trained predictor."""
+    arguments besides the space) instead of a trained predictor. `loggers` get every query.
+    Only one search at a time runs in `run_dir` (`lightning_nas.search.lock`)."""
     if strategy is None:
         raise ConfigError("no `strategy:` given: name a class, e.g. lightning_nas.search.baselines.RandomSearch")
     if datamodule is None and oracle is None:
@@ -128,8 +133,12 @@ def run_search(
         )
     loop = SearchLoop(strategy, oracle, run_dir, seed=seed, ask_batch=ask_batch, surrogate=surrogate,
                       config=config, progress=progress, initial=initial, stop_requests=stop_requests,
-                      table_only=table_only)
-    results = loop.run()
+                      table_only=table_only, loggers=loggers)
+    with locked_run_dir(Path(run_dir), loop.ranks):
+        results = loop.run()
+    if loop.ranks.is_zero and results["stopped_early"]:
+        print(f"lightning-nas: stopped early after {loop.oracle.used} of {budget} queries: {results['stopped_early']}",
+              file=sys.stderr)
     if loop.progress and results["best"]:
         best = results["best"]
         shown = ", ".join(f"{k} {v:.4g}" for k, v in best["report"].items())

@@ -10,6 +10,7 @@ from typing import Any, Sequence
 import lightning as L
 import numpy as np
 import torch
+from torchmetrics.functional.regression import kendall_rank_corrcoef
 
 from lightning_nas.data.datamodule import labelled_loader
 from lightning_nas.data.difference import labelled_pairs, rms
@@ -66,6 +67,7 @@ class PredictorSurrogate(Surrogate):
         self.score_chunk = score_chunk
         self.labelled: dict[tuple[int, ...], float] = {}
         self.updates = 0
+        self._round: dict[str, float] = {}
 
     @torch.no_grad()
     def score(self, archs: Sequence[Architecture]) -> torch.Tensor:
@@ -80,6 +82,8 @@ class PredictorSurrogate(Surrogate):
         self.labelled.update((a.genotype, float(t)) for a, t in zip(archs, y))
 
     def update(self, archs: Sequence[Architecture], y: Sequence[float]) -> None:
+        if len(archs) > 1:  # how well it ranked the new labels before learning them
+            self._round["predictor_tau"] = float(kendall_rank_corrcoef(self.score(archs), torch.tensor(y).float()))
         self.record(archs, y)
         self.updates += 1
         if self.finetune_epochs <= 0 or len(self.labelled) < 2:
@@ -97,6 +101,14 @@ class PredictorSurrogate(Surrogate):
         self.model.train()
         with quiet_lightning():
             trainer.fit(self.model, train_dataloaders=loader)
+        if "train_loss" in trainer.callback_metrics:
+            self._round["predictor_train_loss"] = float(trainer.callback_metrics["train_loss"])
+
+    def round_metrics(self) -> dict[str, float]:
+        """The search's loggers get, per round: the Kendall tau of its scores of the round's new labels
+        before it learnt them, and the last training loss of its fine-tune."""
+        out, self._round = self._round, {}
+        return out
 
     def state_dict(self) -> dict[str, Any]:
         return {
