@@ -26,7 +26,7 @@ import numpy as np
 
 from lightning_nas.errors import ConfigError, MissingFileError
 from lightning_nas.executors import Executor, RunsFailed, add_executor_arguments, executor_from_arguments
-from lightning_nas.io import atomic_write
+from lightning_nas.io import atomic_write, dumps
 from lightning_nas.lightning_cli import run_search
 from lightning_nas.search.loop import STATE_FILE
 from lightning_nas.search.statistics import best_after, mean_std, wall_time
@@ -191,8 +191,14 @@ def finished(configs: Sequence[str], seed: int, budget: int, run_dir: str | Path
 
 
 def _searched_to(run: Path, budget: int) -> bool:
-    results = run / "results.json"
-    return results.is_file() and len(json.loads(results.read_text())["queries"]) >= budget
+    """Whether the run has spent `budget` queries (recorded, or charged without an objective), or
+    stopped early because nothing more could be queried."""
+    path = run / "results.json"
+    if not path.is_file():
+        return False
+    results = json.loads(path.read_text())
+    spent = len(results["queries"]) + results.get("skipped_without_objective", 0)
+    return spent >= budget or bool(results.get("stopped_early"))
 
 
 def _same_recipe(run: Path, recipe: str) -> bool:
@@ -250,7 +256,7 @@ def write_summary(configs: Sequence[str], extra: list[str], first_seed: int, run
     summary = summarize(run_dirs, sorted(budgets), configs, table_optimum(resolved))
     if start is not None:
         summary["bench_wall_time_s"] = round(time.perf_counter() - start, 2)
-    atomic_write(out / "summary.json", json.dumps(summary, indent=1))
+    atomic_write(out / "summary.json", dumps(summary, indent=1))  # strict: a mean of nothing (NaN) -> null
     for b, entry in summary["budgets"].items():
         figures = "  ".join(f"{k} {v['mean']:.3f} ± {v['std']:.3f}" for k, v in entry.items() if isinstance(v, dict))
         print(f"budget {b}: {figures}  (n={entry['count']})")

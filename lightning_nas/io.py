@@ -42,9 +42,14 @@ def atomic_write(path: Path, data: bytes | str | Callable[[BinaryIO], Any],
             Path(tmp).unlink(missing_ok=True)
         if not isinstance(e, OSError):
             raise
-        full = e.errno in (errno.ENOSPC, errno.EDQUOT)
-        problem, fix = ("the disk is full", "free space") if full else (e.strerror or str(e), "fix that")
-        raise WriteError(f"{problem}: could not write {path}; {fix} and {rerun}") from e
+        raise write_error(path, e, rerun) from e
+
+
+def write_error(path: Path, e: OSError, rerun: str = "rerun the same command: it resumes") -> WriteError:
+    """The `WriteError` of an OSError met while writing `path`: what went wrong and what to do."""
+    full = e.errno in (errno.ENOSPC, errno.EDQUOT)
+    problem, fix = ("the disk is full", "free space") if full else (e.strerror or str(e), "fix that")
+    return WriteError(f"{problem}: could not write {path}; {fix} and {rerun}")
 
 
 def strict(obj: Any) -> Any:

@@ -27,7 +27,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from lightning_nas.benchmarks.oracle import Oracle
 from lightning_nas.data.datamodule import ArchitectureDataModule
-from lightning_nas.errors import ConfigError
+from lightning_nas.errors import ConfigError, UserError
 from lightning_nas.predictors.base import check_checkpoint_matches, read_checkpoint
 from lightning_nas.search.fits import check_model_checkpoints
 from lightning_nas.search.strategy import Strategy
@@ -63,7 +63,10 @@ class NASTrainer(Trainer):
         The oracle is the data's benchmark table (objective = its `target`) unless `oracle` names
         another (live training, a zero-cost proxy); `model` + `ckpt_path` give the predictor. With a
         multi-process strategy (`--trainer.strategy ddp --trainer.devices N`, or SLURM's tasks)
-        Lightning's launcher starts the ranks and each runs the same search.
+        Lightning's launcher starts the ranks and each runs the same search. Every query (score,
+        reported metrics, best so far) and what the strategy reports of each round go to the
+        trainer's loggers: a CSVLogger in `<run_dir>/logs` unless `--trainer.logger` names others
+        (`false`: none); results.json stays the record.
 
         Args:
             model: the predictor of a predictor-guided strategy (a class path and its init_args);
@@ -100,7 +103,7 @@ class NASTrainer(Trainer):
             datamodule=datamodule, strategy=strategy, model=model, ckpt_path=ckpt_path, budget=budget,
             report=[report] if isinstance(report, str) else report or [], run_dir=run_dir, ask_batch=ask_batch,
             finetune_epochs=finetune_epochs, seed=int(os.environ.get("PL_GLOBAL_SEED", 0)), progress=progress,
-            config=getattr(self, "search_config", {}), oracle=oracle, table_only=table_only,
+            config=getattr(self, "search_config", {}), oracle=oracle, table_only=table_only, loggers=self.loggers,
             auto_fit=auto_fit, **({"fit_cache": fit_cache} if fit_cache is not None else {}),
             objectives=objectives, constraints=constraints, costs=costs,
         )
@@ -137,6 +140,20 @@ class _InputChecks:
             super().parse_arguments(parser, args)
         except AttributeError as e:  # jsonargparse's failure on a `config:` key inside a config file
             raise ConfigError(f"the config cannot be parsed ({e}): does a config file set `config:`? remove that key") from None
+
+    def instantiate_classes(self) -> None:
+        try:
+            super().instantiate_classes()
+        except ValueError as e:  # jsonargparse wraps what a class raised: bad input, or a package it needs is missing
+            cause: BaseException | None = e
+            while cause is not None and not isinstance(cause, (UserError, ModuleNotFoundError)):
+                cause = cause.__cause__
+            if isinstance(cause, UserError):
+                raise cause from None
+            if cause is None:
+                raise
+            raise ConfigError(f"{str(cause).splitlines()[0]} (needed by a class of the config): install it, or "
+                              "choose another class (e.g. `--trainer.logger CSVLogger` for TensorBoardLogger)") from None
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
@@ -195,10 +212,14 @@ class SearchCLI(_InputChecks, LightningCLI):
         # the search's trainer only fine-tunes: its start-up lines are noise
         for name in ("lightning.pytorch", "lightning.fabric"):
             logging.getLogger(name).setLevel(logging.WARNING)
-        self.config["trainer"]["logger"] = False
+        self.search_config = _plain(self.config.as_dict())  # as given (results.json), before the default below
+        trainer = self.config["trainer"]
+        if trainer.get("logger") in (None, True):  # Lightning's default would log into ./lightning_logs
+            trainer["logger"] = Namespace(class_path="lightning.pytorch.loggers.CSVLogger",
+                                          init_args=Namespace(save_dir=self.config["run_dir"], name="logs"))
 
     def search(self) -> dict[str, Any]:
-        self.trainer.search_config = _plain(self.config.as_dict())
+        self.trainer.search_config = self.search_config
         kwargs = {k: v for k, v in self.config_init.items() if k in self.search_arguments}
         return self.trainer.search(model=self.model, datamodule=self.datamodule, **kwargs)
 

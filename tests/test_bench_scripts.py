@@ -22,6 +22,18 @@ def test_bench_archive(shared, capsys):
     assert "NB201 native archive (15625 rows" in printed and "SIZE TEST archive (31,000 rows" in printed
 
 
+def test_bench_loop(shared, capsys, tmp_path):
+    from benchmarks.bench_loop import main
+
+    main(["--sizes", "20", "60", "--old-sizes", "20", "--shared", str(shared), "--out", str(tmp_path)])
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith("RandomSearch, table_only on nb201_200ep.csv.gz: ms per query")
+    assert printed[-1].startswith("journal: 60 queries cost ") and len(printed) == 5
+    written = json.loads((tmp_path / "results" / "loop.json").read_text())
+    assert set(written["journal"]) == {"20", "60"} and written["ratio_last_to_first"] > 0
+    assert printed[-1] in (tmp_path / "results" / "loop.md").read_text()
+
+
 def test_bench_nb101_enumeration(shared, capsys):
     from benchmarks.bench_nb101_enumeration import main
 

@@ -490,7 +490,7 @@ def _unknown(tmp_path):
 def test_cli_bad_input_gives_one_line_exit_2_and_no_output(tmp_path, capsys, make_input, extra, message):
     out = tmp_path / "out.npz"
     out.write_bytes(b"previous archive")  # an existing output must survive a failed conversion
-    code = convert_main([str(make_input(tmp_path)), "-o", str(out), *extra])
+    code = convert_main([str(make_input(tmp_path)), "-o", str(out), "--force", *extra])
     captured = capsys.readouterr()
     lines = captured.err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and message in lines[0] and captured.out == ""

@@ -380,7 +380,7 @@ def test_full_disk_during_a_search_write(tmp_path, capsys, monkeypatch):
     free_space = fill_the_disk(monkeypatch)
     assert search(run, "--budget", "10") == 2
     line = error_line(capsys)
-    assert line == (f"lightning-nas: error: the disk is full: could not write {run / 'search_state.pt'}; "
+    assert line == (f"lightning-nas: error: the disk is full: could not write {run / 'search_journal.jsonl'}; "
                     "free space and rerun the same command: it resumes")
     assert files_in(run) == finished  # no temporary file, every earlier file byte for byte
     free_space()
@@ -394,7 +394,7 @@ def test_full_disk_during_convert(tmp_path, capsys, shared, monkeypatch):
     assert convert(tmp_path, table) == 0
     earlier = files_in(tmp_path)
     fill_the_disk(monkeypatch)
-    assert convert(tmp_path, table) == 2
+    assert convert(tmp_path, table, "--force") == 2
     line = error_line(capsys)
     assert line == (f"lightning-nas: error: the disk is full: could not write {tmp_path / 'out.npz'}; "
                     "free space and rerun the same command")

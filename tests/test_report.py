@@ -52,6 +52,8 @@ def test_quick_report_smoke(tmp_path, monkeypatch, shared):
     assert perf["archives"]["TNB101 micro"]["rows"] == 4096
     assert perf["nb101_enumeration"]["warm_equals_cold"]
     assert set(perf["throughput"]["GIN"]) == {"50", "200"} and perf["ednag"]["architectures_scored"] > 0
+    assert set(perf["query_cost"]["journal"]) == {"20", "60"} and set(perf["query_cost"]["every_round"]) == {"20"}
+    assert "### Cost of a query as a search goes on" in text and "| whole state every round |" in text
     search_times = text.split("### Search wall time per run")[1]
     assert "| nb201-cifar100 |" in search_times and "x)" in search_times  # RE as a ratio to RS
     # an interrupted report resumes: the finished runs are reused, not searched again

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from lightning_nas.search.journal import JOURNAL_FILE
 from lightning_nas.search.loop import STATE_FILE
 from lightning_nas.search.outputs import TIMING_FILE
 from tiny_crlso import tiny_crlso
@@ -110,24 +111,26 @@ def uninterrupted(command: list[str], monkeypatch) -> bytes:
     return results
 
 
-def start_and_wait_for_checkpoints(command: list[str], state: Path, rounds: int, env: dict | None = None):
-    """Start a search and return it (still running) once `rounds` checkpoints have been written,
-    with the duration of the last round."""
+def start_and_wait_for_rounds(command: list[str], run_dir: Path, rounds: int, env: dict | None = None):
+    """Start a search and return it (still running) once `rounds` rounds have been journaled, with
+    the duration of the last round. (A full checkpoint is written only now and then; the journal
+    gets a line per round.)"""
+    journal = run_dir / JOURNAL_FILE
     process = subprocess.Popen(command, cwd=ROOT, env=env or search_env(), stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True)
     versions, stamps = set(), []
     deadline = time.monotonic() + 300
     while len(versions) < rounds:
         if process.poll() is not None:
-            pytest.fail(f"the search ended before its checkpoint {rounds}: {process.stderr.read()[-2000:]}")
-        assert time.monotonic() < deadline, "no checkpoint within 300 s"
+            pytest.fail(f"the search ended before its round {rounds}: {process.stderr.read()[-2000:]}")
+        assert time.monotonic() < deadline, "no round within 300 s"
         try:
-            st = os.stat(state)
+            st = os.stat(journal)
         except FileNotFoundError:
             pass
         else:
-            if (st.st_ino, st.st_mtime_ns) not in versions:
-                versions.add((st.st_ino, st.st_mtime_ns))
+            if (st.st_ino, st.st_mtime_ns, st.st_size) not in versions:
+                versions.add((st.st_ino, st.st_mtime_ns, st.st_size))
                 stamps.append(time.monotonic())
         time.sleep(0.005)
     last_round = stamps[-1] - stamps[-2] if len(stamps) > 1 else 0.05
@@ -145,7 +148,7 @@ def test_sigkill_anywhere_then_resume_gives_identical_results(method, shared, tm
 
     rng = random.Random(f"kill {method}")
     for attempt in range(3):  # a kill drawn too late finds the search finished: draw again
-        process, last_round = start_and_wait_for_checkpoints(command, run_dir / STATE_FILE, rounds=rng.randint(2, 3))
+        process, last_round = start_and_wait_for_rounds(command, run_dir, rounds=rng.randint(2, 3))
         time.sleep(rng.uniform(0.0, 0.8 * last_round))
         process.kill()
         process.wait()
@@ -163,7 +166,7 @@ def test_sigint_and_sigterm_stop_after_a_checkpoint(signum, shared, tmp_path, re
     run_dir = tmp_path / "run"
     command = search_command([*method_args("DCL-ENAS", request)], run_dir, shared)
     expected = uninterrupted(command, monkeypatch)
-    process, _ = start_and_wait_for_checkpoints(command, run_dir / STATE_FILE, rounds=2)
+    process, _ = start_and_wait_for_rounds(command, run_dir, rounds=2)
     process.send_signal(signum)
     _, stderr = process.communicate(timeout=300)
     assert process.returncode == 128 + signum, stderr[-2000:]
@@ -190,7 +193,7 @@ def test_slurm_requeue_signal_checkpoints_and_requeues(shared, tmp_path, request
     run_dir = tmp_path / "run"
     command = search_command(method_args("RE", request), run_dir, shared)
     expected = uninterrupted(command, monkeypatch)
-    process, _ = start_and_wait_for_checkpoints(command, run_dir / STATE_FILE, rounds=2, env=env)
+    process, _ = start_and_wait_for_rounds(command, run_dir, rounds=2, env=env)
     process.send_signal(signal.SIGUSR1)
     _, stderr = process.communicate(timeout=300)
     assert process.returncode == 0, stderr[-2000:]

@@ -11,6 +11,8 @@ interleaved with it, so that the ratio holds on a busy machine (absolute seconds
 - `search_costs`: every method's search on NB201, NB101 and DARTS (no table: `search_cost.yaml`),
   each in a process of its own beside regularized evolution's: loop seconds per query, the
   process's CPU seconds and peak resident memory.
+- `query_cost`: seconds per query of the search loop at 100, 1,000 and 10,000 queries (random search
+  on the NB201 table), against the old way of writing the whole state after every round.
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ from typing import Any, Callable, Sequence
 
 import lightning as L
 import numpy as np
+from lightning.pytorch.loggers import Logger
 import torch
 import yaml
 
@@ -57,6 +60,62 @@ def peak_allocated_mb(fn: Callable[[], Any]) -> float:
         return tracemalloc.get_traced_memory()[1] / 2**20
     finally:
         tracemalloc.stop()
+
+
+# --- the search loop ------------------------------------------------------------------------------
+class _Stopwatch(Logger):
+    """A logger that only notes when each query was recorded."""
+
+    name, version = "stopwatch", 0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.times: list[float] = []
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        if "score" in metrics:
+            self.times.append(time.perf_counter())
+
+    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
+def query_cost(table: Path, sizes: Sequence[int] = (100, 1000, 10000), old_sizes: Sequence[int] = (100, 1000),
+               objective: str = "cifar10_valid_valid_acc", report: str = "cifar10_test_acc") -> dict[str, Any]:
+    """Seconds per query at each of `sizes` queries: the mean over the second half of the queries up
+    to there (wide enough to hold the occasional full checkpoint), and the mean over all of them; random search (`table_only`, so that no round
+    is lost on a repeat) through the search loop, as `lightning-nas search` runs it (a CSV logger in
+    the run directory). Beside it, in the same process: the loop writing its whole state after
+    every round (the old way) up to `old_sizes`."""
+    from lightning.pytorch.loggers import CSVLogger
+
+    from lightning_nas.benchmarks.archive import Benchmark
+    from lightning_nas.benchmarks.oracle import TabularOracle
+    from lightning_nas.search.baselines import RandomSearch
+    from lightning_nas.search.loop import CHECKPOINT_SHARE, SearchLoop
+
+    bench = Benchmark.load(table)
+
+    def query_times(budget: int, share: float) -> list[float]:
+        with tempfile.TemporaryDirectory() as run_dir:
+            watch = _Stopwatch()
+            oracle = TabularOracle(bench, objective, [report], budget)
+            loop = SearchLoop(RandomSearch(), oracle, run_dir, progress=False, table_only=True,
+                              loggers=[CSVLogger(run_dir, name="logs"), watch])
+            loop.checkpoint_share = share
+            start = time.perf_counter()
+            loop.run()
+            return [start, *watch.times]
+
+    def per_query(times: list[float], sizes: Sequence[int]) -> dict[str, dict[str, float]]:
+        out = {}
+        for n in sizes:
+            out[str(n)] = {"second_half_s": (times[n] - times[n // 2]) / (n - n // 2), "mean_s": (times[n] - times[0]) / n}
+        return out
+
+    return {"table": table.name, "strategy": "RandomSearch, table_only", "checkpoint_share": CHECKPOINT_SHARE,
+            "journal": per_query(query_times(max(sizes), CHECKPOINT_SHARE), sizes),
+            "every_round": per_query(query_times(max(old_sizes), math.inf), old_sizes)}
 
 
 # --- archives ------------------------------------------------------------------------------------
@@ -307,5 +366,6 @@ def measure_performance(names: list[str], quick: bool, producers: dict[str, Path
     if methods:
         spaces = {"DARTS": None} if quick else SEARCH_COST_SPACES
         out["search_cost"] = search_costs(list(methods), 20 if quick else 150, shared, producers, log, spaces)
+    out["query_cost"] = query_cost(shared / TAU_TABLE, *([(20, 60), (20,)] if quick else [(100, 1000, 10000), (100, 1000)]))
     log.append("performance: measured in this run, one torch thread, in the report's own process")
     return out

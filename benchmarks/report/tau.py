@@ -14,7 +14,7 @@ from benchmarks.report.common import CONFIGS, quiet
 from benchmarks.report.fits import ensure_fitted, needed_checkpoints
 from benchmarks.report.records import restore_record, save_record
 from lightning_nas.executors import Executor, RunsFailed
-from lightning_nas.io import atomic_write
+from lightning_nas.io import atomic_write, dumps
 from lightning_nas.bench import portable, resolved_config
 
 TAU_TABLE, TAU_TARGET = "nb201_200ep.csv.gz", "cifar10_valid_valid_acc"
@@ -61,7 +61,7 @@ def tau_job(name: str, size: int, seed: int, epochs: int, recipe: str, path: str
     else:
         result = config_tau(spec.config, size, seed, epochs, {"benchmark": table, "target": TAU_TARGET})
     result.update(predictor=name, size=size, seed=seed, recipe=recipe, wall_s=round(time.perf_counter() - start, 2))
-    atomic_write(Path(path), json.dumps(result, indent=1))
+    atomic_write(Path(path), dumps(result, indent=1))  # strict: a NaN tau -> null
 
 
 def tau_recipe(name: str, length: int, producers: dict[str, Path]) -> str:

@@ -50,8 +50,9 @@ class Oracle:
     def remaining(self) -> float:
         return math.inf if self.budget is None else self.budget - self.used
 
-    def evaluate(self, a: Architecture) -> Evaluation:
-        key = self.space.key(a)
+    def evaluate(self, a: Architecture, key: str | None = None) -> Evaluation:
+        """The answer for `a` (whose `space.key` is `key`, when the caller has it)."""
+        key = self.space.key(a) if key is None else key
         if key in self.seen:
             return self.seen[key]
         if self.remaining <= 0:
@@ -61,12 +62,22 @@ class Oracle:
         return result
 
     def contains(self, a: Architecture) -> bool:
-        """Whether `a` can be answered (a table holds it; other oracles answer every architecture)."""
+        """Whether `a` can be answered (a table holds it, with an objective; other oracles answer every
+        architecture)."""
         return True
 
     def draw(self, rng: np.random.Generator) -> Architecture | None:
         """A uniform draw among the architectures the oracle knows in advance (a table's answered
         rows), or None when it answers any architecture."""
+        return None
+
+    def capacity(self, answerable_only: bool = False) -> float:
+        """How many architectures can be charged: those it holds (`answerable_only`: those it can
+        answer with a score); unbounded for oracles that evaluate any architecture."""
+        return math.inf
+
+    def answerable(self) -> list[Architecture] | None:
+        """Every architecture `contains` holds, when it is a finite list (a table's), else None."""
         return None
 
     def answer(self, a: Architecture) -> Evaluation | None:
@@ -89,14 +100,23 @@ class TabularOracle(Oracle):
         self.objective = benchmark.column(objective)  # validates the names up front
         self.objective_name = objective
         self.report_columns = {name: benchmark.column(name) for name in report}
+        self.scored = np.isfinite(self.objective)  # blank or NaN cells answer with a NaN score
+        self._capacity = {False: len(benchmark), True: int(self.scored.sum())}
         self._answered_rows: np.ndarray | None = None
 
     def contains(self, a: Architecture) -> bool:
-        return a in self.benchmark
+        i = self.benchmark.row(a)
+        return i is not None and bool(self.scored[i])
+
+    def capacity(self, answerable_only: bool = False) -> float:
+        return self._capacity[answerable_only]
+
+    def answerable(self) -> list[Architecture]:
+        return [a for a, scored in zip(self.benchmark.archs(), self.scored) if scored]
 
     def draw(self, rng: np.random.Generator) -> Architecture:
         if self._answered_rows is None:
-            self._answered_rows = np.flatnonzero(~np.isnan(self.objective))
+            self._answered_rows = np.flatnonzero(self.scored)
         i = self._answered_rows[int(rng.integers(len(self._answered_rows)))]
         return self.space.from_key(str(self.benchmark.keys[i]))
 

@@ -3,21 +3,25 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import random
 import time
+from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
+from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from lightning_nas.benchmarks.oracle import Evaluation, NotInBenchmark, Oracle
 from lightning_nas.errors import ConfigError
 from lightning_nas.io import atomic_write
 from lightning_nas.search.objectives import Objectives
+from lightning_nas.search.journal import JOURNAL_FILE, Charge, Journal, Tail
 from lightning_nas.search.outputs import write_outputs
 from lightning_nas.search.ranks import Ranks
 from lightning_nas.search.stopping import StopRequests
@@ -25,18 +29,33 @@ from lightning_nas.search.strategy import Strategy
 from lightning_nas.search.surrogate import Surrogate, fit_records
 
 STATE_FILE = "search_state.pt"
-STALL_LIMIT = 1000  # consecutive asks that bring nothing new before the loop gives up
+STALL_LIMIT = 1000  # consecutive rounds that bring nothing new before the loop stops early
+#: a full checkpoint is written once the work since the last one is 1/CHECKPOINT_SHARE times as long as
+#: writing the last one took: its cost stays this share of the search's time however long the history
+CHECKPOINT_SHARE = 0.05
 
 
 class SearchLoop:
     """Owns the budget (through the oracle), the RNGs, the history and the checkpoints.
 
-    After each round `search_state.pt` is rewritten atomically; a loop started on a run
-    directory that holds one continues where it stopped and ends with the same results.json as an
-    uninterrupted run (python, numpy and torch RNG states, strategy and surrogate state are restored).
-    SIGINT / SIGTERM stop it after the round in progress is checkpointed (`StopRequests`).
-    Under DDP every rank runs the loop: rank 0 writes the files, and new candidates are evaluated
-    once, shared out among the ranks when the oracle's evaluations are costly."""
+    Each round appends the oracle's answers to `search_journal.jsonl`; the full state (python, numpy
+    and torch RNG states, strategy and surrogate state, history) goes to `search_state.pt`, written
+    atomically, whenever that costs at most `CHECKPOINT_SHARE` of the work since the last one, so a
+    query costs the same at the 10,000th as at the 100th (`lightning_nas.search.journal`). A loop
+    started on a run directory that holds them continues where it stopped and ends with the same
+    results.json as an uninterrupted run. SIGINT / SIGTERM stop it after the round in progress,
+    with a checkpoint (`StopRequests`). Under DDP every rank runs the loop: rank 0 writes the files,
+    and new candidates are evaluated once, shared out among the ranks when the oracle's evaluations
+    are costly.
+
+    A charged answer without a finite score (a table cell whose objective is blank or NaN) uses
+    budget but is neither recorded nor told to the strategy (`skipped_without_objective`); under
+    `table_only` such cells are not offered at all. A search that can query nothing more (every
+    answerable cell queried, or `STALL_LIMIT` rounds without a new query) ends early with its
+    results and says why (`stopped_early`). Each query, and what the strategy and the predictor
+    report of a round (`round_metrics()`), goes to `loggers` (Lightning loggers)."""
+
+    checkpoint_share = CHECKPOINT_SHARE
 
     def __init__(
         self,
@@ -53,6 +72,7 @@ class SearchLoop:
         table_only: bool = False,
         fits: list[dict[str, Any]] | None = None,
         objectives: Objectives | None = None,
+        loggers: Sequence[Logger] = (),
     ):
         if ask_batch < 1:
             raise ConfigError(f"ask_batch must be >= 1, got {ask_batch}")
@@ -66,10 +86,22 @@ class SearchLoop:
         self.table_only = table_only
         self.fits = fits or []  # the fits the predictor came from (lightning_nas.search.fits)
         self.objectives = objectives  # several objectives or constraints (search/objectives.py)
+        self.loggers = list(loggers) if self.ranks.is_zero else []
+        self._logging = False  # whether the loggers have had the run's settings
         self.history: list[dict[str, Any]] = []
         self.query_seconds: list[float] = []  # wall clock at each query, for timing.json
         self.skipped_not_in_benchmark = 0
+        self.skipped_without_objective = 0
+        self.stalled = 0  # rounds in a row without a new query
+        self.stopped_early: str | None = None
         self.elapsed = 0.0
+        self.journal = Journal(self.run_dir / JOURNAL_FILE, self.identity())
+        self._unjournaled: list[Charge] = []
+        self._replay: deque[Charge] = deque()  # journaled answers still to be charged again after a restart
+        self._replay_elapsed: float | None = None
+        self._work = 0.0  # seconds of rounds since the last full checkpoint
+        self._unsaved = False  # whether the state moved on since the last full checkpoint
+        self._checkpoint_cost = 0.0  # seconds the last full checkpoint took
 
     # --- the loop ------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -80,39 +112,45 @@ class SearchLoop:
             self.surrogate.setup(rng)
         self.strategy.setup(self.oracle.space, rng, self.surrogate)
         if self.table_only:
-            self.strategy.restrict(self.oracle.contains, self.oracle.draw)
+            self.strategy.restrict(self.oracle.contains, self.oracle.draw, self.oracle.answerable)
         if self.objectives is not None:
             self.objectives.check(self.ranks.size)
             self.strategy.use_objectives(self.objectives)
-        resumed = self._restore(rng)
-        if not resumed and self.initial:
-            self._charge_initial()
-        with self.stops, self._progress_bar(resumed) as advance:
-            stalled = 0
-            while self.oracle.remaining > 0:
-                start, before = time.perf_counter(), self.oracle.used
-                try:
-                    self._round()
-                except SIGTERMException:  # a Lightning fine-tune inside the round saw SIGTERM first
-                    if not self.stops.requested:
-                        raise
-                    raise self._stopped(checkpointed=before) from None
-                self.elapsed += time.perf_counter() - start
-                stalled = 0 if self.oracle.used > before else stalled + 1
-                if stalled >= STALL_LIMIT:
-                    raise RuntimeError(
-                        f"{type(self.strategy).__name__} proposed only known or unknown architectures "
-                        f"{STALL_LIMIT} times in a row after {self.oracle.used} queries; search stopped"
-                    )
+        status = "failed"
+        try:
+            checkpointed, journaled = self._restore(rng)
+            self._start_logging()
+            if not checkpointed and self.initial:
+                self._charge_initial()
+                self._after_round(rng, 0.0)
+            with self.stops, self._progress_bar(checkpointed or journaled) as advance:
+                while self.oracle.remaining > 0 and not self._stop_early():
+                    start, before = time.perf_counter(), self.oracle.used
+                    try:
+                        self._round()
+                    except SIGTERMException:  # a Lightning fine-tune inside the round saw SIGTERM first
+                        if not self.stops.requested:
+                            raise
+                        raise self._stopped(checkpointed=before) from None
+                    self.stalled = 0 if self.oracle.used > before else self.stalled + 1
+                    self._after_round(rng, time.perf_counter() - start)
+                    advance(self.oracle.used - before, self.history[-1] if self.history else None)
+                    self.stops.signum = self.ranks.broadcast(self.stops.signum)  # rank 0 decides for all
+                    if self.stops.requested and self.oracle.remaining > 0:
+                        if not self._replay:  # (during a replay the journal still holds what is to come)
+                            self._checkpoint(rng)
+                        raise self._stopped(checkpointed=self.oracle.used)
+            if self._unsaved:
                 self._checkpoint(rng)
-                advance(self.oracle.used - before, self.history[-1] if self.history else None)
-                self.stops.signum = self.ranks.broadcast(self.stops.signum)  # rank 0 decides for all
-                if self.stops.requested and self.oracle.remaining > 0:
-                    raise self._stopped(checkpointed=self.oracle.used)
-        results = self.results()
-        if self.ranks.is_zero:
-            write_outputs(self.run_dir, results, self.timing())
-        return results
+            results = self.results()
+            if self.ranks.is_zero:
+                write_outputs(self.run_dir, results, self.timing())
+            status = "success"
+            return results
+        finally:
+            self.journal.close()
+            for logger in self.loggers:
+                logger.finalize(status)
 
     def _round(self) -> None:
         archs = self.strategy.ask(int(min(self.ask_batch, self.oracle.remaining)))
@@ -121,24 +159,60 @@ class SearchLoop:
         for a in archs:
             if self.oracle.remaining <= 0 and self.oracle.space.key(a) not in self.oracle.seen:
                 break
-            try:
-                evaluation = self.oracle.evaluate(a)
-            except NotInBenchmark:
-                self.skipped_not_in_benchmark += 1
-                continue
-            if self.oracle.used > len(self.history):
-                self._record(a, evaluation)
-            told.append(a)
-            scores.append(evaluation.score)
+            evaluation = self._query(a)
+            if evaluation is not None and math.isfinite(evaluation.score):
+                told.append(a)
+                scores.append(evaluation.score)
         self.strategy.tell(told, scores)
+
+    def _query(self, arch) -> Evaluation | None:
+        """The oracle's answer for `arch`, charged and recorded when new; None when it is skipped
+        for free (not in the table; under table_only, not offered)."""
+        key = self.oracle.space.key(arch)
+        if key not in self.oracle.seen:
+            if self.table_only and not self.oracle.contains(arch):
+                self.skipped_not_in_benchmark += 1
+                return None
+            self._check_replay(arch, key)
+        before = self.oracle.used
+        try:
+            evaluation = self.oracle.evaluate(arch, key)
+        except NotInBenchmark:
+            self.skipped_not_in_benchmark += 1
+            return None
+        if self.oracle.used > before:
+            self._charged(arch, key, evaluation)
+        return evaluation
+
+    def _stop_early(self) -> bool:
+        """Whether nothing more can be queried; `stopped_early` says why."""
+        if self.stopped_early is not None:  # a finished run asked again
+            return True
+        capacity = self.oracle.capacity(self.table_only)
+        if self.oracle.used >= capacity:
+            self.stopped_early = (f"every architecture the {'table can answer' if self.table_only else 'table holds'} "
+                                  f"({capacity}) has been queried")
+        elif self.stalled and getattr(self.strategy, "pool_exhausted", False):
+            self.stopped_early = (f"{type(self.strategy).__name__} has queried every architecture of the table it "
+                                  "would propose (it counts cells that are one architecture, such as isomorphic "
+                                  "ones, once)")
+        elif self.stalled >= STALL_LIMIT:
+            self.stopped_early = (
+                f"{type(self.strategy).__name__} proposed only architectures already queried or that the oracle "
+                f"cannot answer, {STALL_LIMIT} rounds in a row"
+                + ("" if self.table_only else " (a table that holds part of its space? set table_only: true)")
+            )
+        self._unsaved |= self.stopped_early is not None  # the final checkpoint says why
+        return self.stopped_early is not None
 
     def _share_out(self, archs: list) -> None:
         """With several ranks, answer the round's new architectures once for all of them: each rank
         evaluates its share when evaluations are costly (live training), otherwise rank 0 answers."""
         if self.ranks.size == 1:
             return
-        key = self.oracle.space.key
-        new = list({key(a): a for a in archs if key(a) not in self.oracle.seen}.values())
+        key, oracle = self.oracle.space.key, self.oracle
+        new = list({key(a): a for a in archs if key(a) not in oracle.seen and key(a) not in oracle.prefetched}
+                   .values())
         new = new[: int(min(len(new), self.oracle.remaining))]
         if self.oracle.shard_evaluations:
             answers: dict[str, Evaluation | None] = {}
@@ -157,24 +231,61 @@ class SearchLoop:
         self._share_out(self.initial)
         archs, scores = [], []
         for a in self.initial:
-            evaluation = self.oracle.evaluate(a)
-            self._record(a, evaluation)
-            archs.append(a)
-            scores.append(evaluation.score)
+            evaluation = self._query(a)
+            if evaluation is not None and math.isfinite(evaluation.score):
+                archs.append(a)
+                scores.append(evaluation.score)
         if self.surrogate is not None:
             self.surrogate.record(archs, scores)
         self.strategy.tell(archs, scores)
 
-    def _record(self, arch, evaluation) -> None:
+    def _charged(self, arch, key: str, evaluation: Evaluation) -> None:
+        """A new charge: into the journal (unless replayed from it), and into the history when it has a score."""
+        if self._replay:
+            seconds = self._replay.popleft().seconds
+        else:
+            seconds = round(self.elapsed, 4)
+            self._unjournaled.append(Charge(key, evaluation, seconds))
+        if not math.isfinite(evaluation.score):
+            self.skipped_without_objective += 1
+            return
         best = self.history[-1]["best"] if self.history else None
         if best is None or evaluation.score > best["score"]:
             best = {"arch": str(arch), "score": evaluation.score, "report": evaluation.report}
-        entry = {"query": len(self.history) + 1, "arch": str(arch), "score": evaluation.score,
+        entry = {"query": self.oracle.used, "arch": str(arch), "score": evaluation.score,
                  "report": evaluation.report, "best": best}
         if self.objectives is not None:
             self.objectives.annotate(entry, arch, evaluation)
         self.history.append(entry)
-        self.query_seconds.append(round(self.elapsed, 4))
+        self.query_seconds.append(seconds)
+        self._log_query(self.history[-1])
+
+    def _after_round(self, rng: np.random.Generator, seconds: float) -> None:
+        """Clock, journal, loggers, and a full checkpoint when one is due."""
+        start = time.perf_counter()
+        self.elapsed += seconds
+        if self._replay_elapsed is not None and not self._replay:  # the replay is over: the clock of the run
+            self.elapsed, self._replay_elapsed = max(self.elapsed, self._replay_elapsed), None
+        if self.ranks.is_zero and self._unjournaled:
+            first = self.oracle.used - len(self._unjournaled)
+            self.journal.append(first, self._unjournaled, round(self.elapsed, 4))
+        self._unjournaled = []
+        self._log_round()
+        self._work += seconds + time.perf_counter() - start
+        self._unsaved = True
+        if not self._replay and self._work * self.checkpoint_share >= self._checkpoint_cost:
+            self._checkpoint(rng)
+
+    def _check_replay(self, arch, key: str) -> None:
+        """A restarted search must ask again what the journal says it asked; a config changed since would not."""
+        if not self._replay or key == self._replay[0].key:
+            return
+        if key in self.oracle.prefetched or self.oracle.contains(arch):
+            raise ConfigError(
+                f"the search resumed from {self.run_dir} went another way than before it stopped (query "
+                f"{self.oracle.used + 1} is {arch} now, {self._replay[0].key} in {self.journal.path}): resume with "
+                "the same config and arguments (e.g. ask_batch), or give another --run_dir"
+            )
 
     # --- resumption ----------------------------------------------------------------------
     def identity(self) -> dict[str, Any]:
@@ -187,8 +298,11 @@ class SearchLoop:
         return identity
 
     def _checkpoint(self, rng: np.random.Generator) -> None:
+        """The full state; it empties the journal."""
+        self._work, self._unsaved = 0.0, False
         if not self.ranks.is_zero:
             return
+        start = time.perf_counter()
         state = {
             "identity": json.dumps(self.identity()),
             "history": json.dumps(self.history),
@@ -200,25 +314,42 @@ class SearchLoop:
             "strategy": self.strategy.state_dict(),
             "surrogate": self.surrogate.state_dict() if self.surrogate is not None else {},
             "skipped_not_in_benchmark": self.skipped_not_in_benchmark,
+            "skipped_without_objective": self.skipped_without_objective,
+            "stalled": self.stalled,
+            "stopped_early": self.stopped_early or "",
             "elapsed": self.elapsed,
         }
         buffer = io.BytesIO()
         torch.save(state, buffer)
         atomic_write(self.run_dir / STATE_FILE, buffer.getvalue())
+        self.journal.start()
+        self._checkpoint_cost = time.perf_counter() - start
 
-    def _restore(self, rng: np.random.Generator) -> bool:
+    def _restore(self, rng: np.random.Generator) -> tuple[bool, bool]:
+        """Load the checkpoint, if any, and hand the journal's later answers to the oracle, to be
+        charged again as the rounds after the checkpoint are run again. Whether there was a
+        checkpoint, and whether the journal held answers beyond it."""
         path = self.run_dir / STATE_FILE
-        state = self.ranks.broadcast(self._read_state(path) if self.ranks.is_zero else None)
-        if state is None:
-            return False
+        saved = self.ranks.broadcast(self._read_saved(path) if self.ranks.is_zero else None)
+        state, tail = saved
+        charged = len(json.loads(state["seen"])) if state is not None else 0
+        made = charged + len(tail.charges)
+        if self.oracle.budget is not None and made > self.oracle.budget:
+            raise ConfigError(
+                f"{path} holds a search with {made} queries, more than the budget of {self.oracle.budget}: "
+                f"raise --budget to at least {made}, or give another --run_dir"
+            )
+        if state is not None:
+            self._load(state, rng)
+        self.oracle.prefetched.update({c.key: c.evaluation for c in tail.charges})
+        self._replay = deque(tail.charges)
+        self._replay_elapsed = tail.elapsed if tail.charges else None
+        return state is not None, bool(tail.charges)
+
+    def _load(self, state: dict[str, Any], rng: np.random.Generator) -> None:
         self.history = json.loads(state["history"])
         if self.objectives is not None:
             self.objectives.restore(self.history)
-        if self.oracle.budget is not None and len(self.history) > self.oracle.budget:
-            raise ConfigError(
-                f"{path} holds a search with {len(self.history)} queries, more than the budget of "
-                f"{self.oracle.budget}: raise --budget to at least {len(self.history)}, or give another --run_dir"
-            )
         self.query_seconds = json.loads(state["query_seconds"])
         self.oracle.seen = {k: Evaluation(s, r, c) for k, (s, r, c) in json.loads(state["seen"]).items()}
         rng.bit_generator.state = json.loads(state["rng"])
@@ -229,8 +360,15 @@ class SearchLoop:
         if state["surrogate"]:
             self.surrogate.load_state_dict(state["surrogate"])
         self.skipped_not_in_benchmark = int(state["skipped_not_in_benchmark"])
+        self.skipped_without_objective = int(state.get("skipped_without_objective", 0))  # absent in older ones
+        self.stalled = int(state.get("stalled", 0))
+        self.stopped_early = state.get("stopped_early") or None
         self.elapsed = float(state["elapsed"])
-        return True
+
+    def _read_saved(self, path: Path) -> tuple[dict[str, Any] | None, Tail]:
+        state = self._read_state(path)
+        charged = len(json.loads(state["seen"])) if state is not None else 0
+        return state, self.journal.after(charged)
 
     def _read_state(self, path: Path) -> dict[str, Any] | None:
         if not path.is_file():
@@ -251,6 +389,39 @@ class SearchLoop:
             )
         return state
 
+    # --- loggers -------------------------------------------------------------------------
+    def _start_logging(self) -> None:
+        """The queries a resumed run made before (a logger starts afresh)."""
+        for record in self.history:
+            self._log_query(record)
+
+    def _log(self, metrics: dict[str, float], step: int) -> None:
+        """To every logger; the run's settings first (so a search that fails before its first query
+        leaves no log)."""
+        if not self._logging:
+            for logger in self.loggers:
+                logger.log_hyperparams({"strategy": type(self.strategy).__name__, "seed": self.seed,
+                                        "budget": self.oracle.budget, **self.config})
+            self._logging = True
+        for logger in self.loggers:
+            logger.log_metrics(metrics, step=step)
+
+    def _log_query(self, record: dict[str, Any]) -> None:
+        if self.loggers:
+            self._log({"score": record["score"], **record["report"], "best_score": record["best"]["score"],
+                       **{f"best_{k}": v for k, v in record["best"]["report"].items()}}, record["query"])
+
+    def _log_round(self) -> None:
+        """What the strategy and its predictor report of the round just ended (e.g. a fine-tune's loss)."""
+        if not self.loggers:
+            return
+        metrics = {}
+        for part in (self.strategy, self.surrogate):
+            report = getattr(part, "round_metrics", None)
+            metrics.update(report() if callable(report) else {})
+        if metrics:
+            self._log(metrics, self.oracle.used)
+
     # --- outputs -------------------------------------------------------------------------
     def results(self) -> dict[str, Any]:
         stats = getattr(self.strategy, "stats", None)
@@ -263,6 +434,8 @@ class SearchLoop:
             "queries": self.history,
             "best": final,
             "skipped_not_in_benchmark": self.skipped_not_in_benchmark,
+            "skipped_without_objective": self.skipped_without_objective,
+            "stopped_early": self.stopped_early,
             "strategy_stats": dict(sorted(stats().items())) if callable(stats) else {},
             "predictor_labels_charged": len(self.initial),
             "fits": [*self.fits, *fit_records(self.surrogate)],

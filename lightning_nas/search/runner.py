@@ -1,10 +1,12 @@
 """Assemble one search run from its parts (benchmark, oracle, predictor, strategy) and run it."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
+from lightning.pytorch.loggers import Logger
 
 from lightning_nas.benchmarks.oracle import Oracle, TabularOracle
 from lightning_nas.data.datamodule import ArchitectureDataModule
@@ -12,6 +14,7 @@ from lightning_nas.errors import ConfigError, MissingFileError
 from lightning_nas.predictors.base import read_checkpoint
 from lightning_nas.search import fits
 from lightning_nas.search.fits import config_key, refusal
+from lightning_nas.search.lock import locked_run_dir
 from lightning_nas.search.loop import SearchLoop
 from lightning_nas.search.objectives import Objectives
 from lightning_nas.search.ranks import Ranks
@@ -183,11 +186,13 @@ def run_search(
     objectives: list | None = None,
     constraints: list[str] | None = None,
     costs: dict | None = None,
+    loggers: Sequence[Logger] = (),
 ) -> dict[str, Any]:
     """`proxy`: score with this zero-cost proxy (`lightning_nas.proxies.oracle.ProxySurrogate`'s
     arguments besides the space) instead of a trained predictor. `auto_fit`, `fit_cache`:
     `lightning_nas.search.fits`. `objectives`, `constraints`, `costs`: a multi-objective or
-    constrained search (`lightning_nas.search.objectives`)."""
+    constrained search (`lightning_nas.search.objectives`). `loggers` get every query. Only one
+    search at a time runs in `run_dir` (`lightning_nas.search.lock`)."""
     if strategy is None:
         raise ConfigError("no `strategy:` given: name a class, e.g. lightning_nas.search.baselines.RandomSearch")
     if datamodule is None and oracle is None:
@@ -229,8 +234,12 @@ def run_search(
         used[-1]["labels_charged"] = len(initial)
     loop = SearchLoop(strategy, oracle, run_dir, seed=seed, ask_batch=ask_batch, surrogate=surrogate,
                       config=config, progress=progress, initial=initial, stop_requests=stop_requests,
-                      table_only=table_only, fits=used, objectives=declared)
-    results = loop.run()
+                      table_only=table_only, fits=used, objectives=declared, loggers=loggers)
+    with locked_run_dir(Path(run_dir), loop.ranks):
+        results = loop.run()
+    if loop.ranks.is_zero and results["stopped_early"]:
+        print(f"lightning-nas: stopped early after {loop.oracle.used} of {budget} queries: {results['stopped_early']}",
+              file=sys.stderr)
     if loop.progress and results["best"]:
         best = results["best"]
         shown = ", ".join(f"{k} {v:.4g}" for k, v in best["report"].items())

@@ -18,8 +18,11 @@ def wall_time(run_dir: str | os.PathLike) -> float:
 
 
 def best_after(results: dict[str, Any], budget: int) -> dict[str, Any] | None:
-    """The best-by-objective record after `budget` queries (None if the run made no query)."""
+    """The best-by-objective record after `budget` queries (None if the run made no query). A query
+    charged without an objective has no record: `query` counts the charges."""
     queries = results["queries"][:budget]
+    while queries and queries[-1]["query"] > budget:
+        queries.pop()
     return queries[-1]["best"] if queries else None
 
 

@@ -35,12 +35,17 @@ class Strategy(ABC):
     table_draws: bool = False
     _answerable: Callable[[Architecture], bool] | None = None
     _draw: Callable[[np.random.Generator], Architecture | None] | None = None
+    _pool: Callable[[], list[Architecture] | None] | None = None
+    #: set by `sample_unseen` when the table's architectures gave it nothing left to propose
+    pool_exhausted: bool = False
 
     def restrict(self, answerable: Callable[[Architecture], bool],
-                 draw: Callable[[np.random.Generator], Architecture | None] | None = None) -> None:
+                 draw: Callable[[np.random.Generator], Architecture | None] | None = None,
+                 pool: Callable[[], list[Architecture] | None] | None = None) -> None:
         """Propose only architectures for which `answerable` holds (the search's `table_only`);
-        `draw`: a uniform draw among the answerable ones (None where the oracle cannot list them)."""
-        self._answerable, self._draw = answerable, draw
+        `draw`: a uniform draw among the answerable ones, `pool`: all of them where they are
+        finitely many (a table's), for `sample_unseen` (None where the oracle cannot list them)."""
+        self._answerable, self._draw, self._pool = answerable, draw, pool
 
     def answerable(self, a: Architecture) -> bool:
         """Strategies that rank candidates pick only answerable ones; the loop skips the rest for free."""
@@ -99,7 +104,9 @@ class Strategy(ABC):
                       distinct: bool = True) -> list[Architecture]:
         """Up to `n` random architectures (`sample`) that the oracle can answer and whose identity
         (default: the space's key) is not in `exclude`, distinct by identity unless `distinct` is
-        False; fewer when `SAMPLE_TRIES` draws per wanted sample find no more."""
+        False; fewer when `SAMPLE_TRIES` draws per wanted sample find no more. Under `table_only`
+        the rest are then drawn from the table's unused architectures: a table that holds a small
+        part of its space (a user's 30 cells) is seldom hit by chance."""
         identity = identity or self.space.key
         out: list[Architecture] = []
         taken: set[str] = set()
@@ -112,6 +119,14 @@ class Strategy(ABC):
                 out.append(a)
                 if distinct:
                     taken.add(key)
+        if len(out) < n and self._pool is not None:
+            pool = self._pool()
+            if pool is not None:
+                taken |= {identity(a) for a in out}
+                left = [a for a in pool if identity(a) not in exclude and identity(a) not in taken]
+                self.pool_exhausted = not left
+                picks = self.rng.choice(len(left), size=min(n - len(out), len(left)), replace=False)
+                out += [left[i] for i in sorted(picks)]
         return out
 
     # helpers for (de)serialising architectures in state dicts

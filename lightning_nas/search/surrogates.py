@@ -11,6 +11,7 @@ from typing import Any, Sequence
 import lightning as L
 import numpy as np
 import torch
+from torchmetrics.functional.regression import kendall_rank_corrcoef
 
 from lightning_nas.data.datamodule import labelled_loader
 from lightning_nas.data.gvae import LabelledPoolDataModule
@@ -82,6 +83,7 @@ class PredictorSurrogate(Surrogate):
         self.updates = 0
         self.trainings = 0  # fine-tunes that ran
         self.first_training_labels = 0
+        self._round: dict[str, float] = {}
 
     @torch.no_grad()
     def score(self, archs: Sequence[Architecture]) -> torch.Tensor:
@@ -96,6 +98,8 @@ class PredictorSurrogate(Surrogate):
         self.labelled.update((a.genotype, float(t)) for a, t in zip(archs, y))
 
     def update(self, archs: Sequence[Architecture], y: Sequence[float]) -> None:
+        if len(archs) > 1:  # how well it ranked the new labels before learning them
+            self._round["predictor_tau"] = float(kendall_rank_corrcoef(self.score(archs), torch.tensor(y).float()))
         self.record(archs, y)
         self.updates += 1
         if self.finetune_epochs <= 0 or len(self.labelled) < 2:
@@ -115,6 +119,8 @@ class PredictorSurrogate(Surrogate):
             trainer.fit(self.model, train_dataloaders=loader)
         self.trainings += 1
         self.first_training_labels = self.first_training_labels or len(self.labelled)
+        if "train_loss" in trainer.callback_metrics:
+            self._round["predictor_train_loss"] = float(trainer.callback_metrics["train_loss"])
 
     def fit_records(self) -> list[dict[str, Any]]:
         if self.untrained is None:
@@ -123,6 +129,12 @@ class PredictorSurrogate(Surrogate):
                  f"queries (random cells), {self.finetune_epochs} epochs on every label after each round",
                  "path": None, "config_hash": None, "labels_charged": self.warm_start,
                  "first_trained_on": self.first_training_labels, "trainings": self.trainings}]
+
+    def round_metrics(self) -> dict[str, float]:
+        """The search's loggers get, per round: the Kendall tau of its scores of the round's new labels
+        before it learnt them, and the last training loss of its fine-tune."""
+        out, self._round = self._round, {}
+        return out
 
     def state_dict(self) -> dict[str, Any]:
         return {
