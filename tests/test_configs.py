@@ -1,5 +1,6 @@
 """Every shipped config parses: each search the report composes (a method, its file for the protocol's
-family, the protocol), each fit, the quick start and the SLURM example; and no file is left unused."""
+family, the protocol), each DARTS live search (a method, the DARTS task, the method's DARTS part), each
+fit, the quick start and the SLURM example; and no file is left unused."""
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SEARCHES = [(p, m) for p in protocols() for m in methods()]
 FITS = sorted((ROOT / "configs" / "fits").rglob("*.yaml"))
 PRODUCERS = checkpoint_producers()
+DARTS = ROOT / "configs" / "darts"
+DARTS_SEARCHES = {m.config: [ROOT / "configs" / "methods" / f"{m.config}.yaml", DARTS / "task.yaml",
+                             DARTS / f"{m.config}.yaml"] for m in methods()}
 SINGLE_SEARCHES = [ROOT / "configs" / "quickstart.yaml", ROOT / "configs" / "slurm" / "live_search.yaml"]
 
 
@@ -24,6 +28,18 @@ def test_every_search_of_the_report_parses_on_its_protocol(protocol, method):
     assert config["strategy"]["class_path"].startswith("lightning_nas.search.")
     for ckpt in needed_checkpoints(config):  # CR-LSO's per-seed fits derive from the config that writes it
         assert ckpt in PRODUCERS, (protocol.name, method.name, ckpt)
+
+
+@pytest.mark.parametrize("method", DARTS_SEARCHES)
+def test_every_method_has_a_darts_live_search_that_parses(method):
+    config = resolved_config(["search", *config_arguments(DARTS_SEARCHES[method])])
+    assert config["oracle"]["init_args"]["space"] == "darts"
+    assert config["oracle"]["class_path"] == "lightning_nas.proxies.live.LiveTrainingOracle"
+    assert config["strategy"]["class_path"].startswith("lightning_nas.search.")
+    assert (config["model"] or {}).get("init_args", {}).get("space", "darts") == "darts"
+    assert config["run_dir"] == f"checkpoints/darts/{method}"
+    for ckpt in needed_checkpoints(config):
+        assert ckpt in PRODUCERS and PRODUCERS[ckpt].parent.name == "darts", (method, ckpt)
 
 
 @pytest.mark.parametrize("path", FITS, ids=[str(p.relative_to(ROOT / "configs" / "fits")) for p in FITS])
@@ -40,6 +56,7 @@ def test_the_quick_start_and_the_slurm_example_parse(path):
 
 def test_every_config_file_is_used_and_every_name_exists():
     used = {c for p, m in SEARCHES for c in p.configs(m)} | set(FITS) | set(SINGLE_SEARCHES)
+    used |= {c for configs in DARTS_SEARCHES.values() for c in configs}
     assert set((ROOT / "configs").rglob("*.yaml")) == used
     names = {p.name for p in protocols()}
     assert set(metadata()["order"]) == names and set(metadata()["partial"]) <= names
