@@ -96,3 +96,26 @@ def test_bench_proxies(tmp_path, shared):
     results = json.loads((tmp_path / "results" / "proxies.json").read_text())
     assert results["correlation"]["archs"] >= 1 and results["live_training"] == {}
     assert (tmp_path / "runs" / "proxies" / "scores.jsonl").is_file()
+
+
+@pytest.mark.slow
+def test_bench_proxies_darts_reports_the_cells_already_scored(tmp_path, shared):
+    from benchmarks.bench_proxies import NASLIB_COLUMNS, main
+    from lightning_nas.benchmarks.archive import Benchmark
+    from lightning_nas.proxies.zero_cost import PROXIES
+
+    archs = Benchmark.load(shared / "nb301_500.csv.gz").archs()[:5]
+    log = tmp_path / "runs" / "proxies" / "darts_scores.jsonl"
+    log.parent.mkdir(parents=True)
+    log.write_text("".join(json.dumps({"arch": str(a), "seconds": 40.0, **{p: float(i * (1 + k)) for k, p in
+                                       enumerate(PROXIES)}, "cost": {p: 4.0 for p in PROXIES}}) + "\n"
+                           for i, a in enumerate(archs)))
+    main(["--darts", "--resume", "--time-budget", "0", "--live-archs", "1", *trial(tmp_path, shared)])
+    results = json.loads((tmp_path / "results" / "proxies_darts.json").read_text())
+    assert results["scored"]["archs"] == 5 and results["scored"]["of"] == 500  # nothing new was scored
+    assert all(results["correlation"][p]["n"] == 5 for p in PROXIES)
+    # every fake score ranks the cells alike: the same rho against the accuracy for each proxy
+    assert len({round(results["correlation"][p]["ours_vs_acc"], 9) for p in PROXIES}) == 1
+    assert {p for p in PROXIES if "ours_vs_naslib" in results["correlation"][p]} == set(NASLIB_COLUMNS)
+    assert results["live_training"]["archs"] == 1 and results["live_training"]["config"] == "configs/darts/task.yaml"
+    assert "n = 5 of 500 cells" in (tmp_path / "results" / "proxies_darts.md").read_text()

@@ -1,6 +1,7 @@
 """Every shipped config parses: each search the report composes (a method, its file for the protocol's
-family, the protocol), each fit, the quick start and the SLURM example (the live searches of
-configs/live: tests/test_fits.py); and no file is left unused."""
+family, the protocol), each DARTS live search (a method, the DARTS task, the method's DARTS part), each
+fit, the quick start and the SLURM example (the live searches of configs/live: tests/test_fits.py); and
+no file is left unused."""
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,9 @@ SEARCHES = [(p, m) for p in protocols() for m in methods()]
 MO_SEARCHES = [(p, m) for p in protocols(multi_objective=True) for m in methods(multi_objective=True)]
 FITS = sorted((ROOT / "configs" / "fits").rglob("*.yaml"))
 PRODUCERS = checkpoint_producers()
+DARTS = ROOT / "configs" / "darts"
+DARTS_SEARCHES = {m.config: [ROOT / "configs" / "methods" / f"{m.config}.yaml", DARTS / "task.yaml",
+                             DARTS / f"{m.config}.yaml"] for m in methods()}
 SINGLE_SEARCHES = [ROOT / "configs" / "quickstart.yaml", ROOT / "configs" / "slurm" / "live_search.yaml"]
 SWEEP_SETTINGS = ROOT / "configs" / "slurm" / "sweep.yaml"  # submitit's parameters: tests/test_executors.py
 LIVE = sorted((ROOT / "configs" / "live").glob("*.yaml"))  # parsed by tests/test_fits.py
@@ -37,6 +41,18 @@ def test_every_multi_objective_search_parses_with_its_objectives(protocol, metho
     assert config["data"]["init_args"]["target"] == protocol.target == config["objectives"][0]["name"]
 
 
+@pytest.mark.parametrize("method", DARTS_SEARCHES)
+def test_every_method_has_a_darts_live_search_that_parses(method):
+    config = resolved_config(["search", *config_arguments(DARTS_SEARCHES[method])])
+    assert config["oracle"]["init_args"]["space"] == "darts"
+    assert config["oracle"]["class_path"] == "lightning_nas.proxies.live.LiveTrainingOracle"
+    assert config["strategy"]["class_path"].startswith("lightning_nas.search.")
+    assert (config["model"] or {}).get("init_args", {}).get("space", "darts") == "darts"
+    assert config["run_dir"] == f"checkpoints/darts/{method}"
+    for ckpt in needed_checkpoints(config):
+        assert ckpt in PRODUCERS and PRODUCERS[ckpt].parent.name == "darts", (method, ckpt)
+
+
 @pytest.mark.parametrize("path", FITS, ids=[str(p.relative_to(ROOT / "configs" / "fits")) for p in FITS])
 def test_every_fit_config_parses(path):
     config = resolved_config(["fit", "--config", str(path)])
@@ -53,6 +69,7 @@ def test_the_quick_start_and_the_slurm_example_parse(path):
 def test_every_config_file_is_used_and_every_name_exists():
     used = ({c for p, m in SEARCHES + MO_SEARCHES for c in p.configs(m)} | set(FITS) | set(SINGLE_SEARCHES)
             | {SWEEP_SETTINGS} | set(LIVE))
+    used |= {c for configs in DARTS_SEARCHES.values() for c in configs}
     assert set((ROOT / "configs").rglob("*.yaml")) == used
     names = {p.name for p in protocols()}
     assert set(metadata()["order"]) == names and set(metadata()["partial"]) <= names

@@ -109,7 +109,7 @@ def _gaussian_init(net: nn.Module) -> None:
             nn.init.normal_(m.weight)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
+        elif isinstance(m, nn.BatchNorm2d) and m.affine:  # NASLib's DARTS cells use BN without affine
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
 
