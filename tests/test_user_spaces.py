@@ -373,10 +373,14 @@ def test_a_predictor_that_reads_other_graphs_is_refused_before_any_query(tables,
     assert "set model.init_args.in_channels: 5" in err and not (tmp_path / "run" / "search_state.pt").exists()
 
 
-def test_network_options_the_builder_does_not_take_are_refused_up_front(chain):
+def test_delta_nas_settings_the_space_cannot_serve_are_refused_up_front(chain):
+    """Network options its builder does not take, a proxy fit without a builder, a path encoding it lacks."""
+    from lightning_nas.predictors.difference import DifferencePredictor
     from lightning_nas.proxies.difference import DifferenceDataModule
 
     with pytest.raises(ConfigError, match="residual_chain network builder takes no option 'width' .*it takes: channels"):
         DifferenceDataModule("residual_chain", proxy="params", network={"width": 4})
     with pytest.raises(CapabilityError, match="macro_test search space has no network builder .*Delta-NAS"):
         DifferenceDataModule(json.dumps(MACRO), proxy="params")
+    with pytest.raises(CapabilityError, match=r"no path encoding \(`path_encoding`\); Delta-NAS's difference predictor"):
+        DifferencePredictor("residual_chain", encoding="path")
