@@ -270,3 +270,117 @@ def test_live_training_trains_a_layerwise_network_and_refuses_a_space_without_on
         LiveTrainingOracle(MACRO, DigitsDataModule(), store=str(tmp_path / "t.sqlite"))
     with pytest.raises(CapabilityError, match="no network builder .*ProxyOracle"):
         ProxyOracle(MACRO, "params")
+
+
+# --- every method on a space the package does not know ---------------------------------------------
+#: what each space lacks, and so which methods refuse it at start (docs/search_spaces.md, "What each method needs")
+REFUSALS = {
+    "chain": {"dcl_enas": ("path_encoding", "DCL-ENAS"), "crlso": ("codec", "CR-LSO")},
+    "macro": {"dcl_enas": ("path_encoding", "DCL-ENAS"), "delta_nas": ("network", "Delta-NAS")},
+}
+METHODS = ("rs", "re", "dcl_enas", "ctnas", "crlso", "ednag", "delta_nas")
+TINY = {  # the smallest settings that keep each method's logic: warm starts of a few queries, 1-epoch fits
+    "rs": [],
+    "re": ["--strategy.init_args.population_size", "4", "--strategy.init_args.sample_size", "2"],
+    "dcl_enas": ["--model.init_args.hidden=16", "--model.init_args.embed_dim=16", "--model.init_args.gin_layers=1",
+                 "--model.init_args.transformer_layers=1", "--model.init_args.heads=2", "--ask_batch", "4",
+                 "--finetune_epochs", "1", "--strategy.init_args.initial_size", "4", "--strategy.init_args.infill_size", "4"],
+    "ctnas": ["--model.init_args.hidden", "16", "--model.init_args.reference_size", "8", "--ask_batch", "4",
+              "--finetune_epochs", "1", "--strategy.init_args.initial_size", "4", "--strategy.init_args.controller_steps", "2",
+              "--strategy.init_args.samples_per_step", "4", "--strategy.init_args.num_derive", "2",
+              "--strategy.init_args.candidate_pool", "16", "--strategy.init_args.random_candidates", "16",
+              "--strategy.init_args.explore_pairs", "8"],
+    "crlso": ["--ckpt_path", "null", "--model.init_args.latent_dim=8", "--model.init_args.hidden=16",
+              "--model.init_args.decoder_hidden=16", "--model.init_args.head_hidden=16", "--model.init_args.semi_hidden=16",
+              "--model.init_args.semi_epochs=1", "--ask_batch", "2", "--strategy.init_args.top_k", "2",
+              "--strategy.init_args.initial_size", "4", "--strategy.init_args.fit_epochs", "1",
+              "--strategy.init_args.fit_pool", "100", "--strategy.init_args.finetune_epochs", "1"],
+    "ednag": ["--ask_batch", "4", "--finetune_epochs", "1", "--strategy.init_args.steps", "5",
+              "--strategy.init_args.population_size", "8", "--strategy.init_args.random_start", "4"],
+    "delta_nas": [],
+}
+
+
+@pytest.fixture(scope="module")
+def tables(chain, tmp_path_factory) -> dict[str, dict]:
+    """Per space: the converted table, the reference a `model:` names the space by, its graphs' node
+    features and a tiny Delta-NAS fit (parameter-count differences of a narrow network)."""
+    folder = tmp_path_factory.mktemp("tables")
+    (folder / "macro.yaml").write_text(yaml.safe_dump(MACRO))
+    macro = get_space(MACRO)
+    rng = np.random.default_rng(1)
+    spaces = {"chain": (chain, "residual_chain.ResidualChainSpace", list(chain.enumerate())[::3], {"channels": 4}),
+              "macro": (macro, str(folder / "macro.yaml"), list(dict.fromkeys(macro.sample(rng) for _ in range(300))), None)}
+    out = {}
+    for name, (space, ref, archs, network) in spaces.items():
+        archive = folder / f"{name}.npz"
+        assert convert_main([str(write_table(folder / f"{name}.csv", space, archs)), "-o", str(archive), "--space", ref]) == 0
+        fit = {"seed_everything": 0, "trainer": {"max_epochs": 5, "accelerator": "cpu", "logger": False, "limit_val_batches": 0},
+               "model": {"class_path": "lightning_nas.predictors.difference.DifferencePredictor",
+                         "init_args": {"space": ref, "encoding": "adjacency", "mode": "difference", "hidden": 128, "num_layers": 3}},
+               "data": {"class_path": "lightning_nas.proxies.difference.DifferenceDataModule",
+                        "init_args": {"space": ref, "k": 1, "num_encodings": 10, "samples_per_encoding": 2, "proxy": "params",
+                                      "input_shape": [1, 8, 8], "network": network, "cache_dir": None, "val_fraction": 0.0}}}
+        (folder / f"{name}_delta.yaml").write_text(yaml.safe_dump(fit))
+        out[name] = {"archive": archive, "space": space, "ref": ref, "delta_fit": folder / f"{name}_delta.yaml",
+                     "node_features": int(space.to_graph(archs[0]).x.shape[1])}
+    return out
+
+
+def method_args(method: str, table: dict, run_dir: Path) -> list[str]:
+    """`lightning-nas search` of configs/methods/<method>.yaml on `table` with a budget of 12."""
+    args = ["--config", str(ROOT / "configs" / "methods" / f"{method}.yaml"), "--data.init_args.benchmark", str(table["archive"]),
+            "--data.init_args.target", "val_acc", "--report", "[test_acc]", "--budget", "12", "--table_only", "true",
+            "--progress", "false", "--run_dir", str(run_dir), "--fit_cache", str(run_dir.parent / "fits"), *TINY[method]]
+    if method not in ("rs", "re", "ednag"):
+        args += ["--model.init_args.space", table["ref"]]
+    if method == "ednag":
+        args += ["--model.init_args.in_channels", str(table["node_features"])]
+    if method == "delta_nas":
+        args += ["--auto_fit", str(table["delta_fit"])]
+    return args
+
+
+@pytest.mark.parametrize("space", ["chain", "macro"])
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_searches_a_space_of_its_own_or_refuses_it_up_front(method, space, tables, tmp_path, capsys):
+    """The example space (network, enumeration; no path encoding, no codec) and a layer-wise table (codec,
+    enumeration; no network): each of the seven searches finishes, or exits 2 before its first query
+    with one line naming the capability the space lacks."""
+    table = tables[space]
+    run_dir = tmp_path / method
+    code = main(["search", *method_args(method, table, run_dir)])
+    err = capsys.readouterr().err
+    refused = REFUSALS[space].get(method)
+    if refused is None:
+        assert code == 0, err
+        archs, best = best_of(run_dir, table["space"])
+        bench = Benchmark.load(table["archive"])
+        assert len(archs) == 12 and all(bench.row(a) is not None for a in archs) and best in {str(a) for a in archs}
+        return
+    capability, by = refused
+    assert code == 2 and err.count("\n") == 1, err
+    assert re.search(rf"the {table['space'].name} search space has no .*\(`{capability}`\); {by}", err), err
+    assert not (run_dir / "results.json").exists() and not (run_dir / "search_state.pt").exists()  # no query spent
+
+
+def test_a_predictor_that_reads_other_graphs_is_refused_before_any_query(tables, tmp_path, capsys):
+    """EDNAG's GIN reads `in_channels` node features: a width other than the space's is named with the value to set."""
+    args = method_args("ednag", tables["chain"], tmp_path / "run") + ["--model.init_args.in_channels", "7"]
+    assert main(["search", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "in_channels is 7, but the graphs of the residual_chain space have 5 node features" in err
+    assert "set model.init_args.in_channels: 5" in err and not (tmp_path / "run" / "search_state.pt").exists()
+
+
+def test_delta_nas_settings_the_space_cannot_serve_are_refused_up_front(chain):
+    """Network options its builder does not take, a proxy fit without a builder, a path encoding it lacks."""
+    from lightning_nas.predictors.difference import DifferencePredictor
+    from lightning_nas.proxies.difference import DifferenceDataModule
+
+    with pytest.raises(ConfigError, match="residual_chain network builder takes no option 'width' .*it takes: channels"):
+        DifferenceDataModule("residual_chain", proxy="params", network={"width": 4})
+    with pytest.raises(CapabilityError, match="macro_test search space has no network builder .*Delta-NAS"):
+        DifferenceDataModule(json.dumps(MACRO), proxy="params")
+    with pytest.raises(CapabilityError, match=r"no path encoding \(`path_encoding`\); Delta-NAS's difference predictor"):
+        DifferencePredictor("residual_chain", encoding="path")

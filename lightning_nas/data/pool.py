@@ -84,6 +84,7 @@ class ClusteredPoolDataModule(L.LightningDataModule):
         hp = self.hparams
         rng = np.random.default_rng(hp.seed)
         self.space_obj = get_space(hp.space)
+        self.space_obj.require("path_encoding", by="the DCL-ENAS stage-1 pool (clustered by path encoding)")
         self.pool = draw_pool(self.space_obj, hp.pool_size, rng)
         encodings = np.stack([self.space_obj.path_encoding(a) for a in self.pool])
         self.clusters = kmedoids(encodings, hp.num_clusters, rng)

@@ -84,6 +84,7 @@ class CRLSOModel(Predictor):
             raise ConfigError(f"latent_dim must be >= 1, got {latent_dim}")
         self.save_hyperparameters()
         self.space = get_space(space)
+        self.space.require("codec", by="CR-LSO (its graph VAE encodes and decodes architectures)")
         self.codec = self.space.codec()
         self.gvae = GVAE(self.codec, latent_dim, hidden, encoder_layers, decoder_hidden, decoder_layers)
         head_class = ICNN if head == "icnn" else MLPHead

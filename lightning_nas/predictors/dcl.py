@@ -29,6 +29,8 @@ from lightning_nas.spaces.base import get_space
 
 #: soft-encoder settings that must agree between a stage-1 checkpoint and the stage-2 model
 ENCODER_KEYS = ("space", "hidden", "embed_dim", "gin_layers", "transformer_layers", "heads", "bidirectional")
+#: why DCL-ENAS refuses a space without path encodings
+DCL_NEEDS_PATHS = "DCL-ENAS (its hard encoder clusters path encodings and its soft encoder attends over them)"
 #: what a stage-1 checkpoint written before a key existed was trained with
 ENCODER_DEFAULTS = {"bidirectional": False}
 
@@ -36,6 +38,7 @@ ENCODER_DEFAULTS = {"bidirectional": False}
 def encoder_dims(space: str) -> tuple[int, int]:
     """(node-feature size, path-encoding length) of the featurisation of `space`."""
     s = get_space(space)
+    s.require("path_encoding", by=DCL_NEEDS_PATHS)
     a = s.sample(np.random.default_rng(0))
     return int(s.to_graph(a).x.shape[1]), int(len(s.path_encoding(a)))
 

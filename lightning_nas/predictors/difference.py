@@ -47,6 +47,8 @@ class DifferencePredictor(Predictor):
         if num_layers < 2:
             raise ValueError(f"num_layers must be >= 2 (input and output layer), got {num_layers}")
         self.save_hyperparameters()
+        if "path" in encoding:
+            get_space(space).require("path_encoding", by=f"Delta-NAS's difference predictor (encoding: {encoding})")
         self.in_features = encoding_size(get_space(space), encoding)
         self.net = MLP(in_channels=self.in_features, hidden_channels=hidden, out_channels=1,
                        num_layers=num_layers, dropout=dropout, norm=None)

@@ -102,6 +102,7 @@ class NetworkCosts:
         threads: int | None = 1,
     ):
         space.require("network", by="costs computed from the network (params_m, flops_m, latency_ms)")
+        space.check_network_options(network, "costs computed from the network")
         if convention not in CONVENTIONS:
             raise ConfigError(f"unknown FLOPs convention {convention!r}; known: {', '.join(CONVENTIONS)}")
         if len(input_shape) != 3:

@@ -65,6 +65,9 @@ class DifferenceDataModule(L.LightningDataModule):
             raise ValueError("real-label mode needs both `benchmark` and `target` (or neither, for proxy labels)")
         if benchmark is None:
             check_proxy(proxy)
+            labels_by = f"Delta-NAS's proxy-labelled fit (the proxy {proxy!r} of each architecture's network)"
+            get_space(space).require("network", by=labels_by)
+            get_space(space).check_network_options(network, labels_by)
             if proxy not in DATA_FREE and images is None:
                 raise ValueError(
                     f"the proxy {proxy!r} reads real images: give `images:` (e.g. lightning_nas.data.images."

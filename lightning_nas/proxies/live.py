@@ -177,6 +177,7 @@ class LiveTrainingOracle(Oracle):
         self.datamodule, self.epochs, self.seed, self.threads = datamodule, epochs, seed, threads
         self.lr, self.momentum, self.weight_decay = lr, momentum, weight_decay
         self.network = dict(network or {})
+        self.space.check_network_options(self.network, "live training (LiveTrainingOracle)")
         self.accelerator = accelerator
         self.store = ResultStore(store)
         self.trainings = 0  # evaluations that really trained (store hits excluded)

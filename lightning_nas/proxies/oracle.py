@@ -75,6 +75,7 @@ class ProxyOracle(Oracle):
         super().__init__(_space(space, "the zero-cost proxy oracle (ProxyOracle)"), budget)
         self.proxy, self.report_proxies = proxy, [p for p in report if p != proxy]
         self.seed, self.network = seed, dict(network or {})
+        self.space.check_network_options(self.network, "the zero-cost proxy oracle (ProxyOracle)")
         self.batch, self.num_classes = proxy_batch(
             [proxy, *self.report_proxies], datamodule, batch_size, seed, input_shape, num_classes
         )
@@ -116,6 +117,7 @@ class ProxySurrogate:
         self.proxy, self.fixed_seed, self.log_scale = proxy, seed, log_scale
         self.datamodule, self.batch_size, self.input_shape = datamodule, batch_size, tuple(input_shape)
         self.network, self.num_classes = dict(network or {}), num_classes
+        self.space.check_network_options(self.network, "the zero-cost proxy surrogate (ProxySurrogate)")
         self.cache: dict[str, float] = {}
         if seed is not None:
             self._prepare(seed)

@@ -147,6 +147,7 @@ class CRLSO(Strategy):
 
     # --- setup ---------------------------------------------------------------------------
     def setup(self, space, rng, surrogate: LatentSurrogate | None = None) -> None:
+        space.require("codec", by="CR-LSO (its graph VAE encodes and decodes architectures)")
         super().setup(space, rng, surrogate)
         self.generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
         self.labelled: dict[str, tuple[Architecture, float]] = {}

@@ -81,6 +81,7 @@ class DCLENAS(Strategy):
         return self.initial_size  # Alg. 1, step 1: the predictor guides only after these labels
 
     def setup(self, space: SearchSpace, rng: np.random.Generator, surrogate: Surrogate | None = None) -> None:
+        space.require("path_encoding", by="DCL-ENAS (its infill measures distances between path encodings)")
         super().setup(space, rng, surrogate)
         self.evaluated_canonical: set[str] = set()
 

@@ -51,6 +51,20 @@ def check_space(model_space: SearchSpace, space: SearchSpace, what: str) -> None
                           f"{space.name!r}: use a predictor fitted on the search's space")
 
 
+def check_node_features(model: L.LightningModule, space: SearchSpace) -> None:
+    """A graph predictor configured by its input width (`in_channels`, the GIN) that the search
+    trains must read the space's node features: refuse a mismatch up front, with the value to set."""
+    in_channels = getattr(model, "hparams", {}).get("in_channels")
+    if in_channels is None:
+        return
+    features = int(space.to_graph(space.sample(np.random.default_rng(0))).x.shape[1])
+    if int(in_channels) != features:
+        raise ConfigError(
+            f"model.init_args.in_channels is {in_channels}, but the graphs of the {space.name} space have "
+            f"{features} node features (its to_graph): set model.init_args.in_channels: {features}"
+        )
+
+
 class PredictorSurrogate(Surrogate):
     """Scores architectures with a predictor and fine-tunes it on every label the search gathers.
 
@@ -75,6 +89,8 @@ class PredictorSurrogate(Surrogate):
         if untrained is not None and finetune_epochs <= 0:
             raise ConfigError(f"finetune_epochs is {finetune_epochs}, so the predictor would never learn, and "
                               f"{untrained}; set finetune_epochs >= 1")
+        if untrained is not None:  # a fitted one's checkpoint and labels are checked against the space
+            check_node_features(model, space)
         self.model, self.space, self.canonical_inputs = model, space, canonical_inputs
         self.finetune_epochs, self.batch_size, self.seed = finetune_epochs, batch_size, seed
         self.score_chunk = score_chunk

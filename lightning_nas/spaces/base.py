@@ -12,6 +12,7 @@ installed package's entry point (group `lightning_nas.spaces`). See docs/search_
 """
 from __future__ import annotations
 
+import inspect
 import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -170,6 +171,22 @@ class SearchSpace(ABC):
             f"use a method that does without it, or give the space a `{capability}` method "
             "(docs/search_spaces.md)"
         )
+
+    def check_network_options(self, options: Mapping[str, Any] | None, by: str) -> None:
+        """Refuse up front, in one line, `network` options (a config's `network:`) that the space's
+        builder does not take; a builder with `**options` takes anything."""
+        if not options:
+            return
+        parameters = list(inspect.signature(self.network).parameters.values())[3:]  # after a, num_classes, in_channels
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+            return
+        known = [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        unknown = [k for k in options if k not in known]
+        if unknown:
+            raise ConfigError(
+                f"{by}: the {self.name} network builder takes no option {', '.join(map(repr, unknown))} "
+                f"(`network:`); it takes: {', '.join(known) or 'none'}"
+            )
 
     def network(self, a: Architecture, num_classes: int = 10, in_channels: int = 3, **options) -> nn.Module:
         """The trainable network of `a`: an `nn.Module` with `forward(x)` -> logits and
