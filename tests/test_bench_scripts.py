@@ -56,7 +56,7 @@ def test_bench_crlso_report(tmp_path, shared):
 def test_bench_ctnas_search(tmp_path, shared):
     from benchmarks.bench_ctnas import main
 
-    main(["--parts", "search", "--search-seeds", "1", "--budgets", "3", "--workers", "1", *trial(tmp_path, shared)])
+    main(["--parts", "search", "--search-seeds", "1", "--budgets", "12", "--workers", "1", *trial(tmp_path, shared)])  # CTNAS: 10 warm-start queries, then guided
     summary = json.loads((tmp_path / "results" / "ctnas.json").read_text())["search"]["summary"]
     assert set(summary) == {f"{p}/{m}" for p in ("cifar10", "cifar100", "imagenet16") for m in ("CTNAS", "RS", "RE")}
     assert (tmp_path / "runs" / "ctnas" / "cifar100" / "CTNAS" / "seed_0" / "results.json").is_file()
