@@ -267,7 +267,7 @@ def test_live_configs_never_start_with_an_untrained_predictor(method, monkeypatc
 @pytest.mark.slow
 @pytest.mark.parametrize("case", ["CR-LSO fitted in the run", "DCL-ENAS stage 1 made on first use"])
 def test_sigkill_inside_a_warm_start_or_fit_then_resume_gives_identical_results(case, shared, tmp_path, monkeypatch):
-    from test_resume import run_to_end, search_command, start_and_wait_for_checkpoints, uninterrupted
+    from test_resume import run_to_end, search_command, start_and_wait_for_rounds, uninterrupted
 
     if case.startswith("CR-LSO"):
         args = [*methods("crlso"), "--config", "configs/methods/nb201/crlso.yaml", *TABLE, *TINY_CRLSO,
@@ -284,9 +284,8 @@ def test_sigkill_inside_a_warm_start_or_fit_then_resume_gives_identical_results(
     shutil.rmtree(cache, ignore_errors=True)  # the killed run makes its fits again
     rng = random.Random(f"kill {case}")
     if case.startswith("CR-LSO"):  # in round 3, whose tell fits the model on the 6 labels
-        process, _ = start_and_wait_for_checkpoints(command, run_dir / STATE_FILE, rounds=2)
+        process, _ = start_and_wait_for_rounds(command, run_dir, rounds=2)
         time.sleep(rng.uniform(0.2, 0.6))
-        assert len(json.loads(torch.load(run_dir / STATE_FILE, weights_only=True)["history"])) == 4
     else:  # inside the stage-1 fit, before the search's first checkpoint
         process = start_process(command)
         deadline = time.monotonic() + 300
