@@ -181,6 +181,29 @@ def test_stage2_refuses_other_message_directions_also_from_older_checkpoints(pre
         RankingFinetuner("nb201", pretrained=str(older), **TINY, bidirectional=True)
 
 
+def test_stage2_refuses_another_readout_and_reads_an_older_checkpoint_as_attention(pretrained, tmp_path):
+    with pytest.raises(ValueError, match="readout: checkpoint 'attention' vs model 'sum'"):
+        RankingFinetuner("nb201", pretrained=str(pretrained), **TINY, readout="sum")
+    RankingFinetuner("nb201", pretrained=str(pretrained), **TINY, readout="attention")  # None and the paper's agree
+    with pytest.raises(ValueError, match="readout must be one of attention, sum"):
+        RankingFinetuner("nb201", **TINY, readout="max")
+
+
+def test_the_sum_readout_is_the_attention_readout_times_the_node_count():
+    """The same gate weights; sum keeps how many nodes a graph has (DARTS: 30, NB101: up to 7)."""
+    space = get_space("nb101")
+    archs = [space.sample(np.random.default_rng(seed)) for seed in range(6)]
+    batch = to_batch(space, archs)
+    assert len(set(torch.bincount(batch.batch).tolist())) > 1  # graphs of different sizes
+    torch.manual_seed(0)
+    attention = RankingFinetuner("nb101", **TINY).encoder.node_attention
+    torch.manual_seed(0)
+    summed = RankingFinetuner("nb101", **TINY, readout="sum").encoder.node_attention
+    mean = attention(batch.x, batch.edge_index, batch.batch, batch.num_graphs)
+    total = summed(batch.x, batch.edge_index, batch.batch, batch.num_graphs)
+    assert torch.allclose(total, mean * torch.bincount(batch.batch).unsqueeze(1), atol=1e-5)
+
+
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_bidirectional_messages_let_an_op_see_what_follows_it(bidirectional):
     """The first op node (cell edge 0 -> 1) lies upstream of the last op (edge 2 -> 3): only messages

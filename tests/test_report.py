@@ -13,7 +13,7 @@ from benchmarks.report.fits import checkpoint_producers, seed_fit_arguments, see
 from benchmarks.report.performance import archive_load, nb101_enumeration, search_costs
 from benchmarks.report.protocols import methods, protocol
 from benchmarks.report.searches import run_method
-from benchmarks.report.tau import PREDICTORS, run_tau_study, tau_recipe
+from benchmarks.report.tau import PREDICTORS, STUDIES, run_tau_study, tau_recipe
 from lightning_nas.cli import main
 from lightning_nas.executors import LocalPool
 from lightning_nas.bench import RECIPE_FILE, recipe, seed_arguments
@@ -62,7 +62,7 @@ def test_quick_report_smoke(tmp_path, monkeypatch, shared):
     assert "Search runs: 4, of which 0 searched by this invocation and 4 reused" in (again / "REPORT.md").read_text()
     # and so are the finished tau fits, here and from the committed record on another machine
     monkeypatch.chdir(ROOT)
-    tau_args = (["GIN"], [20, 60], 1, True, runs / "quick", LocalPool(1, tmp_path / "logs"), checkpoint_producers())
+    tau_args = (["GIN"], {"nb201": [20, 60]}, 1, True, runs / "quick", LocalPool(1, tmp_path / "logs"), checkpoint_producers())
     log = []
     assert run_tau_study(*tau_args, log, shared) == data["tau"]
     assert log == [f"tau study: 0 fits run, 2 reused from {runs / 'quick' / 'tau'}"]
@@ -94,9 +94,21 @@ def test_tau_recipe_covers_the_training_length_and_every_config_behind_a_fit(tmp
     assert tau_recipe("DCL-ENAS", 100, producers) != dcl
     gin = tau_recipe("GIN", 100, producers)  # the predictor's own fit config too
     changed_gin = tmp_path / "gin.yaml"
-    changed_gin.write_text(PREDICTORS["GIN"].config.read_text().replace("hidden: 64", "hidden: 32"))
-    monkeypatch.setitem(PREDICTORS, "GIN", dataclasses.replace(PREDICTORS["GIN"], config=changed_gin))
+    changed_gin.write_text(PREDICTORS["GIN"].config().read_text().replace("hidden: 64", "hidden: 32"))
+    monkeypatch.setitem(PREDICTORS, "GIN", dataclasses.replace(PREDICTORS["GIN"], config_name=str(changed_gin)))  # absolute
     assert tau_recipe("GIN", 100, producers) != gin
+
+
+def test_the_darts_tau_study_ranks_the_other_nb301_cells_with_the_darts_fits(tmp_path, monkeypatch, shared):
+    monkeypatch.chdir(ROOT)
+    producers = checkpoint_producers()
+    for name in ("GIN", "Delta-NAS"):  # a fit config of configs/fits/darts, and the table alone
+        assert tau_recipe(name, 2, producers, STUDIES["darts"]) != tau_recipe(name, 2, producers)
+    log = []
+    [gin] = run_tau_study(["GIN"], {"darts": [20]}, 1, True, tmp_path, LocalPool(1, tmp_path / "logs"), producers,
+                          log, shared)
+    assert (gin["space"], gin["size"], gin["labelled"], gin["heldout"]) == ("darts", 20, 20, 480)
+    assert -1 <= gin["tau"] <= 1 and (tmp_path / "tau" / "darts" / "GIN" / "n20_seed0.json").is_file()
 
 
 def test_seed_fit_config_puts_the_fit_on_the_protocol_and_the_seed(tmp_path):

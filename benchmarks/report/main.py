@@ -22,13 +22,13 @@ from benchmarks.report.performance import measure_performance
 from benchmarks.report.protocols import Method, Protocol, methods, protocols
 from benchmarks.report.render import write_report
 from benchmarks.report.searches import run_searches
-from benchmarks.report.tau import PREDICTORS, TAU_SEEDS, TAU_SIZES, run_tau_study
+from benchmarks.report.tau import PREDICTORS, STUDIES, TAU_SEEDS, run_tau_study
 from lightning_nas.errors import ConfigError
 from lightning_nas.executors import Executor, RunsFailed, add_executor_arguments, executor_from_arguments
 
 PARTS = ("search", "tau", "performance", "moo")
 #: what --quick runs unless --protocols / --methods / --predictors say otherwise: under 2 minutes
-QUICK = {"protocols": ["nb201-cifar10"], "methods": ["RS", "RE", "EDNAG"], "predictors": ["GIN"]}
+QUICK = {"protocols": ["nb201-cifar10"], "methods": ["RS", "RE", "EDNAG"], "predictors": ["GIN"], "tau_spaces": ["nb201"]}
 
 
 def report_main(argv: list[str]) -> int:
@@ -46,6 +46,8 @@ def report_main(argv: list[str]) -> int:
     parser.add_argument("--predictors", nargs="*", choices=list(PREDICTORS),
                         help="predictors of the tau study and the throughput measurement (default: all)")
     parser.add_argument("--tau-seeds", type=int, default=TAU_SEEDS)
+    parser.add_argument("--tau-spaces", nargs="*", choices=list(STUDIES),
+                        help="the spaces of the tau study (default: all; NB201 at 156 and 1,562 labels, DARTS at 100)")
     parser.add_argument("--shared", help="folder of the shared benchmark tables (default: ../shared/benchmarks "
                                          "beside the repository)")
     parser.add_argument("--out", help="where REPORT.md, report_data.json and plots/ go (default: a new folder "
@@ -66,7 +68,7 @@ def report_main(argv: list[str]) -> int:
     out = Path(args.out).resolve() if args.out else ROOT / "benchmarks" / "runs" / time.strftime("report-%Y%m%d-%H%M%S")
     runs, records = Path(args.runs).resolve() / mode, Path(args.records).resolve() / mode
     executor = executor_from_arguments(args, runs / "logs")  # of the searches, the per-seed fits, the tau fits
-    for option in ("protocols", "methods", "predictors"):
+    for option in ("protocols", "methods", "predictors", "tau_spaces"):
         if args.quick and getattr(args, option) is None:
             setattr(args, option, QUICK[option])
     known, every_method = protocols(), methods()
@@ -106,9 +108,9 @@ def run_parts(args: argparse.Namespace, executor: Executor, chosen: list[Protoco
         log.append(f"search part: {time.perf_counter() - part_start:.0f} s")
     if "tau" in args.parts:
         part_start = time.perf_counter()
-        sizes = [20, 60] if args.quick else TAU_SIZES
+        plan = {space: [20, 60] if args.quick else list(STUDIES[space].sizes) for space in args.tau_spaces or STUDIES}
         tau_seeds = min(2, args.tau_seeds) if args.quick else args.tau_seeds
-        data["tau"] = run_tau_study(names, sizes, tau_seeds, args.quick, runs, executor, producers, log, shared,
+        data["tau"] = run_tau_study(names, plan, tau_seeds, args.quick, runs, executor, producers, log, shared,
                                     records / "tau.tar.gz")
         log.append(f"tau part: {time.perf_counter() - part_start:.0f} s")
     if "performance" in args.parts:

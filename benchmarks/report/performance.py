@@ -309,9 +309,9 @@ def predictor_parts(name: str, size: int, shared: Path):
     from lightning_nas.predictors.evaluate import difference_parts, instantiate
 
     spec, table = PREDICTORS[name], str(shared / TAU_TABLE)
-    if spec.config is None:
+    if spec.config() is None:
         return difference_parts(table, TAU_TARGET, size, seed=0)
-    config = yaml.safe_load(spec.config.read_text())
+    config = yaml.safe_load(spec.config().read_text())
     data = instantiate(config["data"], benchmark=table, target=TAU_TARGET, seed=0, **{spec.sized_by: size})
     return data, lambda: instantiate(config["model"], **spec.throughput_model)
 

@@ -13,14 +13,14 @@ from scipy import stats
 from benchmarks.report.common import pyplot
 from benchmarks.report.moo import moo_section
 from benchmarks.report.protocols import methods
-from benchmarks.report.tau import TAU_TARGET
+from benchmarks.report.tau import STUDIES
 from lightning_nas.io import atomic_write, dumps
 
 
 @functools.cache
 def paper() -> dict[str, Any]:
     """Figures a method's paper publishes: search[method][protocol] = (test accuracy %, where),
-    tau[method][labelled count] = (Kendall tau, where)."""
+    tau[method][labelled count] = (Kendall tau, where) on NB201, tau_<space> on another space's study."""
     return yaml.safe_load(Path(__file__).with_name("paper.yaml").read_text())
 
 
@@ -158,10 +158,9 @@ def tau_groups(tau: list[dict[str, Any]]) -> dict[str, dict[int, list[dict[str, 
 
 
 def tau_section(out: Path, tau: list[dict[str, Any]]) -> list[str]:
-    groups = tau_groups(tau)
-    sizes = sorted({r["size"] for r in tau})
+    nb201 = STUDIES["nb201"]
     lines = ["## Predictors: Kendall tau", "",
-             f"NAS-Bench-201, target `{TAU_TARGET}`: each predictor is fitted on n architectures drawn by the seed "
+             f"NAS-Bench-201, target `{nb201.target}`: each predictor is fitted on n architectures drawn by the seed "
              "and ranks every other architecture of the table; mean ± std of Kendall tau (torchmetrics) over seeds. "
              "GIN: the baseline regression (configs/fits/nb201/gin.yaml); DCL-ENAS: stage-1 encoder (GIN messages "
              "along and against the cell's edges, K = 100 prototypes) + pairwise-ranking fine-tuning on canonical "
@@ -170,22 +169,39 @@ def tau_section(out: Path, tau: list[dict[str, Any]]) -> list[str]:
              "reference architectures); CR-LSO: the ICNN trained with the G-VAE on semi-supervised pseudo-labels; "
              "Delta-NAS: the difference predictor trained on labelled pairs, ranking by its 64 nearest labelled "
              "anchors (paper Table 1). "
-             "EDNAG learns nothing of its own (it uses the GIN).", "",
-             "![tau](plots/tau.png)", "",
-             "| predictor | " + " | ".join(f"n = {n}" for n in sizes) + " | seeds | fit s (largest n) | paper |",
+             "EDNAG learns nothing of its own (it uses the GIN).", ""]
+    for space, study in STUDIES.items():
+        rows = [r for r in tau if r.get("space", "nb201") == space]
+        if not rows:
+            continue
+        plot = "tau.png" if space == "nb201" else f"tau_{space}.png"
+        if space != "nb201":
+            lines += [f"### {study.title}", "",
+                      f"The same predictors, fit recipes and training lengths (those of NB201's smallest n) on "
+                      f"`{study.table}`, target `{study.target}`, fit configs under configs/fits/{space}/; tau over "
+                      "the table's other cells. " + paper().get(f"tau_{space}_anchors", ""), ""]
+        lines += tau_table(rows, paper().get("tau" if space == "nb201" else f"tau_{space}", {}))
+        lines += [f"![tau](plots/{plot})", ""]
+        plot_tau(out / "plots" / plot, tau_groups(rows), study.title)
+    return lines
+
+
+def tau_table(tau: list[dict[str, Any]], published_tau: dict[str, Any]) -> list[str]:
+    groups = tau_groups(tau)
+    sizes = sorted({r["size"] for r in tau})
+    lines = ["| predictor | " + " | ".join(f"n = {n}" for n in sizes) + " | seeds | fit s (largest n) | paper |",
              "|---|" + "---|" * (len(sizes) + 3)]
     for name, by_size in groups.items():
         cells = []
         for n in sizes:
             taus = [r["tau"] for r in by_size.get(n, [])]
             cells.append(f"{np.mean(taus):.3f} ± {np.std(taus):.3f}" if taus else "—")
-        published = paper()["tau"].get(name, {})
+        published = published_tau.get(name, {})
         papers = [f"{published[n][0]} at n = {n} ({published[n][1]})" for n in sizes if n in published]
         largest = by_size[max(by_size)]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {len(largest)} | {np.mean([r['fit_s'] for r in largest]):.1f} | "
                      + "; ".join(papers) + " |")
     lines.append("")
-    plot_tau(out / "plots" / "tau.png", groups)
     return lines
 
 
@@ -328,7 +344,7 @@ def plot_curves(path: Path, protocol: str, rows: list[dict]) -> None:
     plt.close(fig)
 
 
-def plot_tau(path: Path, groups: dict[str, dict[int, list[dict[str, Any]]]]) -> None:
+def plot_tau(path: Path, groups: dict[str, dict[int, list[dict[str, Any]]]], title: str) -> None:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
     for name, by_size in groups.items():
@@ -340,7 +356,7 @@ def plot_tau(path: Path, groups: dict[str, dict[int, list[dict[str, Any]]]]) -> 
     sizes = sorted({n for by_size in groups.values() for n in by_size})
     ax.set_xticks(sizes, [str(n) for n in sizes])
     ax.set_xlabel("labelled architectures (training-set size)")
-    ax.set_ylabel("Kendall tau on the rest of NB201")
+    ax.set_ylabel(f"Kendall tau on the rest of {title.split(' (')[0]}")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path)

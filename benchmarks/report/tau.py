@@ -1,6 +1,7 @@
-"""The predictor study: each predictor fitted on n labelled NAS-Bench-201 architectures drawn by the
-seed ranks every other architecture of the table (Kendall tau). Each (predictor, labels, seed) result
-is saved as it ends and reused while its recipe (training length and resolved fit configs) holds."""
+"""The predictor study: each predictor fitted on n labelled architectures drawn by the seed ranks every
+other architecture of the table (Kendall tau), on NAS-Bench-201 and on the DARTS cells of nb301_500
+(NAS-Bench-301). Each (space, predictor, labels, seed) result is saved as it ends and reused while its
+recipe (training length and resolved fit configs) holds."""
 from __future__ import annotations
 
 import hashlib
@@ -17,70 +18,104 @@ from lightning_nas.executors import Executor, RunsFailed
 from lightning_nas.io import atomic_write, dumps
 from lightning_nas.bench import portable, resolved_config
 
-TAU_TABLE, TAU_TARGET = "nb201_200ep.csv.gz", "cifar10_valid_valid_acc"
-TAU_SIZES, TAU_SEEDS = [156, 1562], 5  # 1% and 10% of NB201
+TAU_SEEDS = 5
+
+
+@dataclass(frozen=True)
+class TauStudy:
+    """The study on one space: its table and target, the labelled counts, the folder of its fit configs
+    and where its results go under the runs folder ("": the NB201 study's, the first one's layout)."""
+
+    space: str
+    table: str
+    target: str
+    sizes: tuple[int, ...]
+    fits: Path
+    folder: str
+    title: str
+
+
+STUDIES = {
+    # 1% and 10% of NB201
+    "nb201": TauStudy("nb201", "nb201_200ep.csv.gz", "cifar10_valid_valid_acc", (156, 1562), CONFIGS / "fits" / "nb201",
+                      "", "NAS-Bench-201"),
+    # 100 of the 500 cells (the TA-GATES and FlowerFormer anchors lie at 58-589 labels)
+    "darts": TauStudy("darts", "nb301_500.csv.gz", "cifar10_valid_acc", (100,), CONFIGS / "fits" / "darts",
+                      "darts", "DARTS (NAS-Bench-301, nb301_500)"),
+}
+NB201 = STUDIES["nb201"]
+TAU_TABLE, TAU_TARGET, TAU_SIZES = NB201.table, NB201.target, list(NB201.sizes)
 
 
 @dataclass
 class PredictorSpec:
-    """A predictor that learns from labels: the model and data of a fit config (None: Delta-NAS's
-    difference predictor on labelled pairs, paper Table 1)."""
+    """A predictor that learns from labels: the model and data of a fit config, by name in each study's
+    fits folder (None: Delta-NAS's difference predictor on labelled pairs, paper Table 1)."""
 
-    config: Path | None
+    config_name: str | None
     epochs: dict[int, int]  # training epochs per labelled count, as measured by the method's bench script
     sized_by: str = "num_labelled"  # the data argument that sets the training-set size of a throughput run
     throughput_model: dict[str, Any] = field(default_factory=dict)
 
+    def config(self, study: TauStudy = NB201) -> Path | None:
+        return study.fits / self.config_name if self.config_name else None
 
-FITS = CONFIGS / "fits" / "nb201"
+
+# DARTS (100 labels): each predictor trains as long as at NB201's 1%, the same recipe on every table
 PREDICTORS = {
-    "GIN": PredictorSpec(FITS / "gin.yaml", {156: 100, 1562: 100}),
+    "GIN": PredictorSpec("gin.yaml", {100: 100, 156: 100, 1562: 100}),
     # epochs at 10%: measured, benchmarks/results/settings/dcl_enas.md (100 would cost 10x the steps of 1%)
-    "DCL-ENAS": PredictorSpec(FITS / "dcl_enas_finetune.yaml", {156: 100, 1562: 60}),
-    "CTNAS": PredictorSpec(FITS / "ctnas.yaml", {156: 200, 1562: 60}),  # bench_ctnas.py
+    "DCL-ENAS": PredictorSpec("dcl_enas_finetune.yaml", {100: 100, 156: 100, 1562: 60}),
+    "CTNAS": PredictorSpec("ctnas.yaml", {100: 200, 156: 200, 1562: 60}),  # bench_ctnas.py
     # tau of the ICNN trained with the G-VAE on the semi-supervised pseudo-labels; a throughput epoch
     # runs over the G-VAE's pool (its size is the pool's), after a 1-epoch semi-supervised stage
-    "CR-LSO": PredictorSpec(FITS / "crlso.yaml", {156: 4, 1562: 4}, "pool_size", {"semi_epochs": 1}),
+    "CR-LSO": PredictorSpec("crlso.yaml", {100: 4, 156: 4, 1562: 4}, "pool_size", {"semi_epochs": 1}),
     # optimiser steps, not epochs (bench_delta_nas.py --table1-steps); throughput items: labelled pairs
-    "Delta-NAS": PredictorSpec(None, {156: 1500, 1562: 1500}),
+    "Delta-NAS": PredictorSpec(None, {100: 1500, 156: 1500, 1562: 1500}),
 }
 
 
-def tau_job(name: str, size: int, seed: int, epochs: int, recipe: str, path: str, table: str) -> None:
-    """One (predictor, labels, seed) measurement in a worker; saved to `path` when it ends."""
+def tau_job(name: str, size: int, seed: int, epochs: int, recipe: str, path: str, table: str,
+            space: str = "nb201") -> None:
+    """One (predictor, labels, seed) measurement of the study of `space` in a worker; saved to `path`."""
     import torch
 
     torch.set_num_threads(1)
     quiet()
     from lightning_nas.predictors.evaluate import config_tau, difference_tau
 
-    spec = PREDICTORS[name]
+    study, config = STUDIES[space], PREDICTORS[name].config(STUDIES[space])
     start = time.perf_counter()
-    if spec.config is None:
-        result = difference_tau(table, TAU_TARGET, size, seed, steps=epochs)
+    if config is None:
+        result = difference_tau(table, study.target, size, seed, steps=epochs)
     else:
-        result = config_tau(spec.config, size, seed, epochs, {"benchmark": table, "target": TAU_TARGET})
+        result = config_tau(config, size, seed, epochs, {"benchmark": table, "target": study.target})
     result.update(predictor=name, size=size, seed=seed, recipe=recipe, wall_s=round(time.perf_counter() - start, 2))
+    if space != "nb201":  # the NB201 study's files keep their first layout (and recipes)
+        result["space"] = space
     atomic_write(Path(path), dumps(result, indent=1))  # strict: a NaN tau -> null
 
 
-def tau_recipe(name: str, length: int, producers: dict[str, Path]) -> str:
+def tau_recipe(name: str, length: int, producers: dict[str, Path], study: TauStudy = NB201) -> str:
     """What a tau fit was made from: its training length (epochs; Delta-NAS: steps) and the resolved
     (portable) fit config of the predictor and of every config that writes a checkpoint it loads
     (DCL-ENAS: stage 1)."""
-    config = PREDICTORS[name].config
+    config = PREDICTORS[name].config(study)
     configs, pending = [], [config] if config else []
     while pending:
         resolved = portable(resolved_config(["fit", "--config", str(pending.pop())]))
         configs.append(resolved)
         pending += [producers[c] for c in needed_checkpoints(resolved) if c in producers]
+    if study.space != "nb201":  # Delta-NAS has no config: its table tells the studies apart
+        configs.append({"table": study.table, "target": study.target})
     return hashlib.sha256(json.dumps({"length": length, "configs": configs}, sort_keys=True).encode()).hexdigest()
 
 
-def ensure_predictors_fitted(names: list[str], producers: dict[str, Path], log: list[str]) -> None:
+def ensure_predictors_fitted(names: list[str], producers: dict[str, Path], log: list[str],
+                             study: TauStudy = NB201) -> None:
     for name in names:
-        if PREDICTORS[name].config:
-            ensure_fitted("fit", [PREDICTORS[name].config], producers, log)  # DCL-ENAS: the stage-1 checkpoint
+        if config := PREDICTORS[name].config(study):
+            ensure_fitted("fit", [config], producers, log)  # DCL-ENAS: the stage-1 checkpoint
 
 
 @dataclass(frozen=True)
@@ -94,26 +129,30 @@ class TauFit:
         tau_job(*self.arguments)
 
 
-def run_tau_study(names: list[str], sizes: list[int], seeds: int, quick: bool, runs: Path, executor: Executor,
-                  producers: dict[str, Path], log: list[str], shared: Path,
+def run_tau_study(names: list[str], plan: dict[str, list[int]], seeds: int, quick: bool, runs: Path,
+                  executor: Executor, producers: dict[str, Path], log: list[str], shared: Path,
                   record: Path | None = None) -> list[dict[str, Any]]:
+    """`plan`: the labelled counts of each study (by space) to run."""
     if record:
         restore_record(record, runs / "tau")
-    ensure_predictors_fitted(names, producers, log)
     jobs, results = [], []
-    for name in names:
-        spec = PREDICTORS[name]
-        for size in sizes:
-            for seed in range(seeds):
-                path = runs / "tau" / name / f"n{size}_seed{seed}.json"
-                epochs = (2 if spec.config else 20) if quick else spec.epochs[size]
-                recipe = tau_recipe(name, epochs, producers)
-                done = json.loads(path.read_text()) if path.is_file() else {}
-                if done.get("recipe") == recipe:  # reused only if fitted from the same configs for as long
-                    results.append(done)
-                else:
-                    jobs.append(TauFit(f"tau/{name}/n{size}_seed{seed}",
-                                       (name, size, seed, epochs, recipe, str(path), str(shared / TAU_TABLE))))
+    for space, sizes in plan.items():
+        study = STUDIES[space]
+        ensure_predictors_fitted(names, producers, log, study)
+        for name in names:
+            spec = PREDICTORS[name]
+            for size in sizes:
+                for seed in range(seeds):
+                    where = Path(study.folder, name, f"n{size}_seed{seed}")
+                    path = runs / "tau" / where.with_suffix(".json")
+                    epochs = (2 if spec.config_name else 20) if quick else spec.epochs[size]
+                    recipe = tau_recipe(name, epochs, producers, study)
+                    done = json.loads(path.read_text()) if path.is_file() else {}
+                    if done.get("recipe") == recipe:  # reused only if fitted from the same configs for as long
+                        results.append(done)
+                    else:
+                        jobs.append(TauFit(f"tau/{where.as_posix()}", (name, size, seed, epochs, recipe, str(path),
+                                                                       str(shared / study.table), space)))
     jobs.sort(key=lambda job: -job.arguments[1])  # the large training sets first: the pool ends evenly
     failures = executor.run(jobs, "tau fits")
     if failures:
@@ -122,4 +161,6 @@ def run_tau_study(names: list[str], sizes: list[int], seeds: int, quick: bool, r
     log.append(f"tau study: {len(jobs)} fits run, {len(results) - len(jobs)} reused from {runs / 'tau'}")
     if record:
         save_record(runs / "tau", record, lambda name: name.endswith(".json"))  # one file per fit
-    return sorted(results, key=lambda r: (names.index(r["predictor"]), r["size"], r["seed"]))
+    spaces = list(STUDIES)
+    return sorted(results, key=lambda r: (spaces.index(r.get("space", "nb201")), names.index(r["predictor"]),
+                                          r["size"], r["seed"]))

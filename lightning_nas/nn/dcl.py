@@ -15,6 +15,8 @@ from torch_geometric.nn import AttentionalAggregation, GINConv
 
 from lightning_nas.errors import ConfigError
 
+READOUTS = ("attention", "sum")
+
 
 class NodeAttention(nn.Module):
     """GIN message passing over the op graph, pooled by a learned per-node attention gate.
@@ -22,11 +24,17 @@ class NodeAttention(nn.Module):
     `bidirectional`: messages also flow against the edges, so each op node sees what follows it as
     well as what feeds it (the path view keeps the direction).
     LayerNorm rather than GIN's BatchNorm: an embedding must not depend on the rest of its batch
-    (stage 1 encodes the K medoids as a batch of their own; a surrogate scores any number)."""
+    (stage 1 encodes the K medoids as a batch of their own; a surrogate scores any number).
+    `readout`: "attention" (the paper's: a softmax gate, so a weighted mean of the nodes) or "sum" (our
+    extension: GIN's sum readout, Xu et al. 2019, each node weighted by its gate times the node count;
+    benchmarks/results/settings/dcl_enas_readout.md)."""
 
-    def __init__(self, node_features: int, hidden: int, layers: int, dropout: float, bidirectional: bool = False):
+    def __init__(self, node_features: int, hidden: int, layers: int, dropout: float, bidirectional: bool = False,
+                 readout: str = "attention"):
         super().__init__()
-        self.bidirectional = bidirectional
+        if readout not in READOUTS:
+            raise ConfigError(f"readout must be one of {', '.join(READOUTS)}, got {readout!r}")
+        self.bidirectional, self.readout = bidirectional, readout
         dims = [node_features] + [hidden] * layers
         self.convs = nn.ModuleList(GINConv(_mlp(d_in, hidden), train_eps=True) for d_in in dims[:-1])
         self.norms = nn.ModuleList(nn.LayerNorm(hidden) for _ in range(layers))
@@ -38,7 +46,10 @@ class NodeAttention(nn.Module):
             edge_index = torch.cat([edge_index, edge_index.flip(0)], dim=1)  # a DAG: no edge is doubled
         for conv, norm in zip(self.convs, self.norms):
             x = self.dropout(torch.relu(norm(conv(x, edge_index))))
-        return self.pool(x, batch, dim_size=num_graphs)
+        pooled = self.pool(x, batch, dim_size=num_graphs)
+        if self.readout == "sum":
+            pooled = pooled * torch.bincount(batch, minlength=num_graphs).unsqueeze(1).to(pooled.dtype)
+        return pooled
 
 
 class PathAttention(nn.Module):
@@ -86,9 +97,10 @@ class SoftEncoder(nn.Module):
         heads: int = 4,
         dropout: float = 0.0,
         bidirectional: bool = False,
+        readout: str = "attention",
     ):
         super().__init__()
-        self.node_attention = NodeAttention(node_features, hidden, gin_layers, dropout, bidirectional)
+        self.node_attention = NodeAttention(node_features, hidden, gin_layers, dropout, bidirectional, readout)
         self.path_attention = PathAttention(path_length, hidden, transformer_layers, heads, dropout)
         self.project = nn.Linear(2 * hidden, embed_dim)
 

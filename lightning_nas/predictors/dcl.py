@@ -28,11 +28,17 @@ from lightning_nas.predictors.base import Predictor
 from lightning_nas.spaces.base import get_space
 
 #: soft-encoder settings that must agree between a stage-1 checkpoint and the stage-2 model
-ENCODER_KEYS = ("space", "hidden", "embed_dim", "gin_layers", "transformer_layers", "heads", "bidirectional")
+ENCODER_KEYS = ("space", "hidden", "embed_dim", "gin_layers", "transformer_layers", "heads", "bidirectional", "readout")
 #: why DCL-ENAS refuses a space without path encodings
 DCL_NEEDS_PATHS = "DCL-ENAS (its hard encoder clusters path encodings and its soft encoder attends over them)"
 #: what a stage-1 checkpoint written before a key existed was trained with
-ENCODER_DEFAULTS = {"bidirectional": False}
+ENCODER_DEFAULTS = {"bidirectional": False, "readout": "attention"}
+
+
+def encoder_settings(hp: Any) -> dict[str, Any]:
+    """The soft-encoder settings of `hp` (a model's or a checkpoint's hyperparameters), None read as its default."""
+    theirs = {**ENCODER_DEFAULTS, **{k: v for k, v in dict(hp).items() if v is not None}}
+    return {k: theirs[k] for k in ENCODER_KEYS if k in theirs}
 
 
 def encoder_dims(space: str) -> tuple[int, int]:
@@ -55,6 +61,7 @@ def build_encoder(hp: Any) -> SoftEncoder:
         heads=hp["heads"],
         dropout=hp["dropout"],
         bidirectional=hp["bidirectional"],
+        readout=encoder_settings(hp)["readout"],
     )
 
 
@@ -105,6 +112,7 @@ class ContrastivePretrainer(L.LightningModule):
         heads: int = 4,
         dropout: float = 0.0,
         bidirectional: bool = False,
+        readout: str | None = None,
         temperature: float = 0.1,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
@@ -167,7 +175,8 @@ class RankingFinetuner(Predictor):
     """Predictor = stage-1 soft encoder + score head. `pretrained`: a stage-1 checkpoint (None: a
     search fits stage 1 itself with its `auto_fit`, or refuses); `from_scratch`: the "without
     pre-training" ablation (the encoder starts at random; left out of run recipes while None);
-    `loss`: "ranking" or "mse" (ablation)."""
+    `loss`: "ranking" or "mse" (ablation); `readout`: the node view's pooling (None: the paper's "attention";
+    "sum": `lightning_nas.nn.dcl.NodeAttention`)."""
 
     #: the label-free first stage whose checkpoint `pretrained` names
     pretrainer = f"{__name__}.ContrastivePretrainer"
@@ -183,6 +192,7 @@ class RankingFinetuner(Predictor):
         heads: int = 4,
         dropout: float = 0.0,
         bidirectional: bool = False,
+        readout: str | None = None,
         head_hidden: int = 64,
         loss: str = "ranking",
         lr: float = 1e-3,
@@ -217,10 +227,10 @@ class RankingFinetuner(Predictor):
                 f"stage-1 checkpoint {file} does not exist; run `lightning-nas fit` with the dcl_enas_pretrain config first"
             )
         ckpt = torch.load(file, map_location="cpu", weights_only=True)
-        theirs = {**ENCODER_DEFAULTS, **ckpt.get("hyper_parameters", {})}
-        mismatched = [k for k in ENCODER_KEYS if k in theirs and theirs[k] != self.hparams[k]]
+        theirs, ours = encoder_settings(ckpt.get("hyper_parameters", {})), encoder_settings(self.hparams)
+        mismatched = [k for k in theirs if theirs[k] != ours[k]]
         if mismatched:
-            detail = ", ".join(f"{k}: checkpoint {theirs[k]!r} vs model {self.hparams[k]!r}" for k in mismatched)
+            detail = ", ".join(f"{k}: checkpoint {theirs[k]!r} vs model {ours[k]!r}" for k in mismatched)
             raise ConfigError(f"stage-1 checkpoint {file} has a different soft encoder ({detail}); use the same settings")
         prefix = "encoder."
         state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
