@@ -48,6 +48,8 @@ def test_quick_report_smoke(tmp_path, monkeypatch, shared):
     records = tmp_path / "records" / "quick"
     assert (records / "tau.tar.gz").is_file() and (records / "nb201-cifar100" / "RE.tar.gz").is_file()
     assert "| GIN | " in text.split("## Predictors: Kendall tau")[1]
+    # the bench scripts' committed tables, one heading level down
+    assert "\n## Zero-cost proxies on DARTS" in text and "From benchmarks/results/proxies_darts.md" in text
     perf = data["performance"]
     assert perf["archives"]["TNB101 micro"]["rows"] == 4096
     assert perf["nb101_enumeration"]["warm_equals_cold"]

@@ -17,7 +17,7 @@ from typing import Any
 
 from benchmarks.report.common import ROOT, at_root, from_root, shared_tables
 from benchmarks.report.fits import checkpoint_producers
-from benchmarks.report.moo import read_moo
+from benchmarks.report.moo import read_moo, read_results
 from benchmarks.report.performance import measure_performance
 from benchmarks.report.protocols import Method, Protocol, methods, protocols
 from benchmarks.report.render import write_report
@@ -26,7 +26,7 @@ from benchmarks.report.tau import PREDICTORS, STUDIES, TAU_SEEDS, run_tau_study
 from lightning_nas.errors import ConfigError
 from lightning_nas.executors import Executor, RunsFailed, add_executor_arguments, executor_from_arguments
 
-PARTS = ("search", "tau", "performance", "moo")
+PARTS = ("search", "tau", "performance", "moo", "results")
 #: what --quick runs unless --protocols / --methods / --predictors say otherwise: under 2 minutes
 QUICK = {"protocols": ["nb201-cifar10"], "methods": ["RS", "RE", "EDNAG"], "predictors": ["GIN"], "tau_spaces": ["nb201"]}
 
@@ -119,5 +119,7 @@ def run_parts(args: argparse.Namespace, executor: Executor, chosen: list[Protoco
         log.append(f"performance part: {time.perf_counter() - part_start:.0f} s")
     if "moo" in args.parts:  # rendered from bench_moo.py's committed results: nothing runs, also under --quick
         data["moo"] = read_moo() or {"protocols": {}}
+    if "results" in args.parts:  # the bench scripts' committed tables (DARTS proxies, live comparison)
+        data["results_tables"] = read_results()
     data.update(log=log, wall_time_s=round(time.perf_counter() - start, 1))
     return data

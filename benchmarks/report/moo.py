@@ -1,6 +1,7 @@
-"""The report's moo part: the multi-objective results of benchmarks/bench_moo.py (benchmarks/results/moo.json,
-committed), rendered with their plots. Nothing is searched here (also under --quick): the hypervolume table
-comes from that script, which runs RS, MO-RE and the five methods' multi-objective modes over many seeds."""
+"""The report's parts made from committed results (nothing runs here, also under --quick): the moo part, the
+multi-objective results of benchmarks/bench_moo.py (benchmarks/results/moo.json) rendered with their plots
+(that script runs RS, MO-RE and the five methods' multi-objective modes over many seeds); and the results
+part, the tables of the bench scripts whose runs take hours (DARTS proxies, the live comparison)."""
 from __future__ import annotations
 
 import json
@@ -44,3 +45,21 @@ def moo_section(out: Path, moo: dict[str, Any], results: Path = RESULTS) -> list
             lines.append(f"| {method} | " + " | ".join(cells) + " |")
         lines.append("")
     return lines + [f"- {line}" for line in moo.get("verdict", [])] + [""]
+
+
+#: the results part: bench scripts' committed tables the report carries, in its order
+RESULT_TABLES = ("proxies_darts.md", "live_comparison.md")
+
+
+def read_results(results: Path = RESULTS) -> dict[str, str]:
+    """The committed tables of `RESULT_TABLES` that exist, by file name."""
+    return {name: (results / name).read_text() for name in RESULT_TABLES if (results / name).is_file()}
+
+
+def results_section(tables: dict[str, str]) -> list[str]:
+    """Each table one heading level down, under the file it comes from."""
+    lines = []
+    for name, text in tables.items():
+        body = [("#" + line if line.startswith("#") else line) for line in text.strip().splitlines()]
+        lines += [*body[:1], "", f"From benchmarks/results/{name} (committed: made by the command it names, not by this invocation).", *body[1:], ""]
+    return lines

@@ -11,7 +11,7 @@ import yaml
 from scipy import stats
 
 from benchmarks.report.common import pyplot
-from benchmarks.report.moo import moo_section
+from benchmarks.report.moo import moo_section, results_section
 from benchmarks.report.protocols import methods
 from benchmarks.report.tau import STUDIES
 from lightning_nas.io import atomic_write, dumps
@@ -42,6 +42,8 @@ def write_report(out: Path, data: dict[str, Any]) -> None:
         lines += performance_section(data["performance"], data["results"])
     if data.get("moo"):
         lines += moo_section(out, data["moo"])
+    if data.get("results_tables"):
+        lines += results_section(data["results_tables"])
     if data["log"]:
         lines += ["## Log", "", *[f"- {entry}" for entry in dict.fromkeys(data["log"])], ""]
     atomic_write(out / "REPORT.md", "\n".join(lines))
