@@ -67,9 +67,9 @@ class CTNAS(Strategy):
         invalid_samples: str = "penalise",
         invalid_reward: float = 0.0,
         max_draws: int = 50,
-        table_draws: bool = False,
+        table_draws: bool | None = None,
     ):
-        """`table_draws`: under `table_only`, the uniform samples (the first `initial_size`, the
+        """`table_draws` (None: off; None keeps earlier runs' recipes): under `table_only`, the uniform samples (the first `initial_size`, the
         `random_candidates`) are uniform draws of the table's rows (`Strategy.table_draws`)."""
         if invalid_samples not in INVALID_SAMPLE_POLICIES:
             raise ConfigError(f"invalid_samples must be one of {INVALID_SAMPLE_POLICIES}, got {invalid_samples!r}")
@@ -92,7 +92,7 @@ class CTNAS(Strategy):
         self.max_draws = max_draws
         #: uniform samples the NAC also scores each round, so a collapsed policy cannot hide a better region
         self.random_candidates = random_candidates
-        self.table_draws = table_draws
+        self.table_draws = bool(table_draws)
 
     # --- setup ---------------------------------------------------------------------------
     def warm_start_size(self) -> int:

@@ -46,7 +46,7 @@ class DCLENAS(Strategy):
         infill_size: int = 10,
         random_candidates: int = 0,
         uncertainty_weight: float = 0.0,
-        table_draws: bool = False,
+        table_draws: bool | None = None,
     ):
         """`random_candidates`: fresh random architectures that join the population before each
         round's evolution, so the predictor also weighs regions the population has left.
@@ -69,7 +69,7 @@ class DCLENAS(Strategy):
         self.generations, self.tournament_size, self.infill_size = generations, tournament_size, infill_size
         self.crossover_prob, self.mutation_prob = crossover_prob, mutation_prob
         self.random_candidates, self.uncertainty_weight = random_candidates, uncertainty_weight
-        self.table_draws = table_draws
+        self.table_draws = bool(table_draws)
         self.evaluated: dict[tuple[int, ...], float] = {}
         #: asked but never told back (the oracle could not evaluate them): not proposed again
         self.unavailable: set[str] = set()  # canonical keys

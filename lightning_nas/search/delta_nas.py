@@ -47,7 +47,7 @@ class DeltaNAS(Strategy):
         finetune_every: int | None = None,
         finetune_epochs: int | None = None,
         finetune_batch_size: int = 64,
-        table_draws: bool = False,
+        table_draws: bool | None = None,
     ):
         """`table_draws`: under `table_only`, members are (re-)sampled as uniform draws of the table's
         rows (`Strategy.table_draws`)."""
@@ -61,7 +61,7 @@ class DeltaNAS(Strategy):
         self.finetune, self.finetune_max_edit = finetune, finetune_max_edit
         self.finetune_every = finetune_every or population_size
         self.finetune_epochs, self.finetune_batch_size = finetune_epochs, finetune_batch_size
-        self.table_draws = table_draws
+        self.table_draws = bool(table_draws)
         self._reset()
 
     def _reset(self) -> None:

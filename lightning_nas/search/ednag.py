@@ -118,7 +118,7 @@ class EDNAG(Strategy):
         proxy_network: dict | None = None,
         score_threads: int | None = 1,
         random_start: int = 0,
-        table_draws: bool = False,
+        table_draws: bool | None = None,
     ):
         if fitness not in ("predictor", "oracle", "proxy"):
             raise ConfigError(f"fitness must be 'predictor', 'oracle' or 'proxy', got {fitness!r}")
@@ -149,7 +149,7 @@ class EDNAG(Strategy):
         if random_start < 0:
             raise ConfigError(f"random_start must be >= 0, got {random_start}")
         self.random_start = random_start
-        self.table_draws = table_draws  # under table_only: fresh samples drawn from the table's rows
+        self.table_draws = bool(table_draws)  # under table_only: fresh samples drawn from the table's rows
         self._reset_state()
 
     def _reset_state(self) -> None:
