@@ -49,10 +49,11 @@ def search(tmp_path, monkeypatch, capsys):
 
 
 def stage_one_config(folder: Path, pool_size: int = 64, epochs: int = 1) -> Path:
-    """A tiny DCL-ENAS stage-1 fit (the encoder of TINY_DCL, bidirectional as configs/methods)."""
+    """A tiny DCL-ENAS stage-1 fit (the encoder of TINY_DCL, bidirectional and readout as configs/methods)."""
     config = {"seed_everything": 0, "trainer": {"max_epochs": epochs, "accelerator": "cpu", "logger": False},
               "model": {"class_path": "lightning_nas.predictors.dcl.ContrastivePretrainer",
-                        "init_args": {"space": "nb201", "num_clusters": 4, "bidirectional": True, **TINY_ENCODER}},
+                        "init_args": {"space": "nb201", "num_clusters": 4, "bidirectional": True, "readout": "sum",
+                                      **TINY_ENCODER}},
               "data": {"class_path": "lightning_nas.data.pool.ClusteredPoolDataModule",
                        "init_args": {"space": "nb201", "pool_size": pool_size, "num_clusters": 4, "batch_size": 32}}}
     path = folder / "stage1.yaml"
