@@ -162,6 +162,17 @@ def test_controller_on_nb101_resamples_invalid_cells_and_counts_them():
     assert invalid > 0  # uniform-ish adjacency bits often exceed 9 edges or disconnect the cell
 
 
+def test_a_controller_short_of_valid_cells_names_max_draws():
+    """An untrained controller on DARTS draws a valid cell about 1 time in 25: too few draws is a
+    config problem (exit 2, one line naming max_draws), not a bug."""
+    from lightning_nas.errors import ConfigError
+
+    space = get_space("darts")
+    controller = ArchitectureController(space.choices(), hidden_size=16)
+    with pytest.raises(ConfigError, match="raise strategy max_draws"):
+        sample_valid(controller, space, 10, torch.Generator().manual_seed(0), max_draws=1)
+
+
 def test_reinforce_raises_the_log_prob_of_rewarded_samples():
     torch.manual_seed(0)
     controller = ArchitectureController(NB201.choices(), hidden_size=16)

@@ -201,6 +201,25 @@ def test_search_cost_measures_each_method_beside_re_in_processes_of_their_own(mo
     assert row.startswith("| DARTS (no table") and "x RE)" in row and " MB" in row
 
 
+def test_every_darts_search_cost_config_loads_fits_the_report_can_make(monkeypatch, tmp_path, shared):
+    """The performance part's DARTS searches run the methods as users do: DCL-ENAS and Delta-NAS load
+    their label-free fits (never an untrained predictor, which the search refuses), each of which a
+    configs/fits/ config writes, so that the report makes it first where it is missing."""
+    from benchmarks.report.fits import needed_checkpoints
+    from benchmarks.report.performance import search_parts
+    from lightning_nas.bench import config_arguments, resolved_config
+
+    monkeypatch.chdir(ROOT)
+    producers = checkpoint_producers()
+    needed = {}
+    for name, method in METHODS.items():
+        configs, extra = search_parts(method, None, shared, tmp_path)
+        needed[name] = needed_checkpoints(resolved_config(["search", *config_arguments(configs), *extra]))
+        assert all(ckpt in producers for ckpt in needed[name]), (name, needed[name])
+    assert needed["DCL-ENAS"] == ["checkpoints/darts/dcl_enas/pretrain.ckpt"]
+    assert needed["Delta-NAS"] == ["checkpoints/darts/delta_nas/last.ckpt"]
+
+
 def test_unknown_names_are_user_errors(capsys, shared):
     assert main(["report", "--methods", "RS", "FOO", "--shared", str(shared)]) == 2
     assert "unknown method FOO; known: RS, RE, DCL-ENAS" in capsys.readouterr().err

@@ -236,10 +236,31 @@ SEARCH_COST_SPACES = {"NB201": "nb201-cifar10", "NB101": "nb101", "DARTS": None}
 BASELINE = "RE"
 
 
+#: runs the CLI (argv[2:]) and at exit writes the process's peak resident memory (VmHWM, kB) to argv[1].
+#: Linux counts the RSS of the process that forked a child in the child's getrusage maxrss, so a child
+#: of the report (gigabytes after the NB101 enumeration) would show the report's peak; VmHWM belongs to
+#: the child's own address space, which exec made new.
+PEAK_WRAPPER = """
+import atexit, sys
+def peak():
+    with open('/proc/self/status') as status:
+        kb = next(line.split()[1] for line in status if line.startswith('VmHWM'))
+    with open(sys.argv[1], 'w') as out:
+        out.write(kb)
+atexit.register(peak)
+from lightning_nas.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
 def search_process(configs: list[Path], extra: list[str], budget: int, run_dir: Path) -> dict[str, Any]:
     """One search (seed 0) in a child process with one torch thread: loop seconds per query (the
-    run's timing.json), the process's CPU seconds (start-up included) and peak resident memory."""
-    command = [sys.executable, "-m", "lightning_nas", "search", *config_arguments(configs), "--seed_everything", "0",
+    run's timing.json), the process's CPU seconds (start-up included) and its own peak resident memory
+    (`PEAK_WRAPPER`; where /proc is missing, getrusage's maxrss)."""
+    peak_file = run_dir.parent / f"{run_dir.name}.peak_kb"
+    peak_file.parent.mkdir(parents=True, exist_ok=True)
+    launcher = ["-c", PEAK_WRAPPER, str(peak_file)] if Path("/proc/self/status").is_file() else ["-m", "lightning_nas"]
+    command = [sys.executable, *launcher, "search", *config_arguments(configs), "--seed_everything", "0",
                "--budget", str(budget), "--run_dir", str(run_dir), "--progress", "false", *extra]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     with tempfile.TemporaryFile() as err:
@@ -253,7 +274,8 @@ def search_process(configs: list[Path], extra: list[str], budget: int, run_dir: 
     queries = len(json.loads((run_dir / "results.json").read_text())["queries"])
     loop_s = json.loads((run_dir / "timing.json").read_text())["wall_time_s"]
     return {"queries": queries, "loop_s": loop_s, "s_per_query": loop_s / max(queries, 1),
-            "process_cpu_s": usage.ru_utime + usage.ru_stime, "peak_mb": usage.ru_maxrss / 1024}
+            "process_cpu_s": usage.ru_utime + usage.ru_stime,
+            "peak_mb": int(peak_file.read_text()) / 1024 if peak_file.is_file() else usage.ru_maxrss / 1024}
 
 
 def darts_config(method: Method, folder: Path) -> Path:

@@ -308,9 +308,10 @@ def search_cost_table(costs: dict[str, dict[str, Any]]) -> list[str]:
              f"One search of each method (seed 0, {budget} queries, one torch thread) in a process of its own, between "
              "two searches of RE (the baseline): loop seconds per query, in brackets the ratio to the mean of those "
              "two RE runs (RE's cell: the median of its runs); then the process's CPU seconds (start-up and fit "
-             "loading included) and its peak resident memory (getrusage maxrss). DARTS has no table: its searches "
-             "answer queries with the `params` zero-cost proxy, and their models start untrained "
-             "(benchmarks/report/search_cost.yaml); what is timed there is the search machinery.", "",
+             "loading included) and its own peak resident memory (VmHWM). DARTS has no table: its searches answer "
+             "queries with the `params` zero-cost proxy (benchmarks/report/search_cost.yaml); DCL-ENAS and Delta-NAS "
+             "load their label-free DARTS fits, the other methods learn from their own queries; what is timed there "
+             "is the search machinery.", "",
              "| space | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
     for label, cost in costs.items():
         cells = []

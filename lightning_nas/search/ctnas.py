@@ -187,8 +187,8 @@ class CTNAS(Strategy):
                 break
             sample = self.controller.sample(self.samples_per_step - kept, self.generator)
         if kept == 0:
-            raise RuntimeError(f"the controller drew no valid {self.space.name} architecture in {self.max_draws} rounds; "
-                               "use invalid_samples='penalise'")
+            raise ConfigError(f"the controller drew no valid {self.space.name} architecture in max_draws={self.max_draws} "
+                              "rounds with invalid_samples='resample': use invalid_samples='penalise' or raise max_draws")
         return PolicySample(*(torch.cat([getattr(r, f) for r in rows]) for f in ("genotypes", "log_prob", "entropy")))
 
     def _sample(self, num: int) -> list[Architecture]:
