@@ -80,6 +80,26 @@ def test_bench_delta_nas_proxy_cost(tmp_path, shared, monkeypatch):
     assert set(cost) == {"nb201", "tnb101_micro"} and all(c["timed"] == 1 for c in cost.values())
 
 
+@pytest.mark.slow
+def test_bench_delta_nas_table1_readings_on_darts(tmp_path, shared, monkeypatch):
+    """Two readings of the paper's Table 1 on the 500 DARTS cells, one split seed: each fit is kept and
+    reused, and the markdown shows both beside the paper's figure."""
+    from benchmarks.bench_delta_nas import main
+
+    monkeypatch.chdir(tmp_path)
+    args = ["--parts", "table1", "--readings", "before", "chosen", "--seeds-table1", "1", "--seed-offset", "100",
+            "--table1-spaces", "darts", *trial(tmp_path, shared)]
+    assert main(args) == 0
+    table1 = json.loads((tmp_path / "results" / "delta_nas.json").read_text())["table1"]
+    cells = {r: table1[r]["seeds 100-100"]["darts"]["100"] for r in ("before", "chosen")}
+    assert all(-1 <= c["tau"] <= 1 and c["seeds"] == 1 for c in cells.values())
+    markdown = (tmp_path / "results" / "delta_nas.md").read_text()
+    assert "| chosen | " in markdown and "| paper DoA (Table 1) | " in markdown and "0.795" in markdown
+    fits = {f: f.stat().st_mtime_ns for f in tmp_path.rglob("n100_seed100.json")}
+    assert len(fits) == 2 and main(args) == 0
+    assert {f: f.stat().st_mtime_ns for f in tmp_path.rglob("n100_seed100.json")} == fits  # reused, not refitted
+
+
 def test_bench_ednag_timing(tmp_path, shared):
     from benchmarks.bench_ednag import main
 

@@ -18,8 +18,9 @@ from hypothesis import strategies as st
 from lightning_nas.benchmarks.archive import Benchmark
 from lightning_nas.benchmarks.oracle import TabularOracle
 from lightning_nas.data.difference import LabelledPairsDataModule, labelled_pairs
-from lightning_nas.encodings.difference import ENCODINGS, difference, edit_of, encode
+from lightning_nas.encodings.difference import ENCODINGS, difference, edit_of, encode, neighbour_pairs
 from lightning_nas.predictors.difference import DifferencePredictor
+from lightning_nas.predictors.evaluate import pair_taus
 from lightning_nas.proxies.difference import DifferenceDataModule
 from lightning_nas.proxies.zero_cost import ProxyBatch, score_architecture
 from lightning_nas.search.delta_nas import DeltaNAS
@@ -151,8 +152,7 @@ def test_difference_and_absolute_twins_rank_heldout_architectures(shared):
         model = DifferencePredictor(space="nb201", mode=mode, hidden=64, lr=3e-3)
         L.Trainer(max_epochs=8 if mode == "difference" else 150, limit_val_batches=0, **QUIET).fit(model, dm)
         held = dm.archs(dm.val_rows)
-        z = (dm.train_y - dm.y_mean) / dm.y_std
-        scores = model.rank_scores(held, dm.train_archs, z, num_anchors=64)
+        scores = model.rank_scores(held, dm.train_archs, dm.train_labels, num_anchors=64)
         from scipy.stats import kendalltau
 
         taus[mode] = kendalltau(scores.numpy(), dm.y_all[dm.val_rows]).statistic
@@ -167,6 +167,103 @@ def test_labelled_pairs_respect_max_edit():
     assert sorted(d.tolist()) == [-2.0, -1.0, 1.0, 2.0]
     x, d = labelled_pairs(space, archs, y)
     assert len(d) == 12 and x.shape == (12, 30)
+
+
+def test_neighbour_pairs_are_the_genotypes_one_position_apart():
+    space = get_space("nb201")
+    rng = np.random.default_rng(1)
+    archs = list({a.genotype: a for a in (space.sample(rng) for _ in range(400))}.values())
+    archs += [space.make(g) for g in ([0, 0, 0, 0, 0, 0], [1, 0, 0, 0, 0, 0], [2, 0, 0, 0, 0, 0], [2, 0, 0, 0, 0, 3])]
+    genotypes = np.array([a.genotype for a in archs])
+    brute = {(i, j) for i in range(len(archs)) for j in range(i + 1, len(archs))
+             if (genotypes[i] != genotypes[j]).sum() == 1}
+    found = neighbour_pairs(archs)
+    assert {tuple(p) for p in found.tolist()} == brute and len(found) == len(brute) >= 4
+    assert neighbour_pairs(archs[:1]).shape == (0, 2)
+
+
+class KnownDifferences(DifferencePredictor):
+    """F(a, b) = g(b) - g(a) (+ a disturbance on one-edit pairs): rankings have a known answer."""
+
+    def __init__(self, noise: float = 0.0):
+        super().__init__(space="nb201")
+        self.w, self.noise = torch.randn(30, dtype=torch.float64), noise
+
+    def pair_gains(self, bases, others, chunk=4096):
+        exact = (others.double() - bases.double()) @ self.w
+        return exact + self.noise * ((others - bases).abs().sum(-1) == 2)  # one edit: two one-hot entries change
+
+
+def test_rank_scores_recover_consistent_differences_with_and_without_neighbours():
+    torch.manual_seed(0)
+    space, model = get_space("nb201"), KnownDifferences()
+    archs = [space.make(g) for g in np.random.default_rng(2).integers(0, 5, size=(300, 6))]
+    archs = list({a.genotype: a for a in archs}.values())
+    g = model.encode(archs).double() @ model.w
+    anchors, others = archs[:40], archs[40:]
+    for kwargs in ({"num_anchors": 5}, {"num_anchors": None, "neighbour_weight": 3.0}):
+        scores = model.rank_scores(others, anchors, g[:40].numpy(), **kwargs)
+        torch.testing.assert_close(scores, g[40:])
+
+
+def test_neighbour_edges_pull_scores_towards_the_predicted_one_edit_differences():
+    """Disturbed one-edit differences: the heavier their edges weigh, the further the least-squares
+    scores move from the anchor means, towards differences that honour the disturbance."""
+    torch.manual_seed(0)
+    space, model = get_space("nb201"), KnownDifferences(noise=1.0)
+    archs = [space.make(g) for g in np.random.default_rng(3).integers(0, 5, size=(600, 6))]
+    archs = list({a.genotype: a for a in archs}.values())
+    g = (model.encode(archs).double() @ model.w).numpy()
+    pairs = neighbour_pairs(archs[30:]) + 30
+    gaps = []
+    for weight in (0.0, 1.0, 100.0):
+        s = model.rank_scores(archs[30:], archs[:30], g[:30], num_anchors=30, neighbour_weight=weight).numpy()
+        s = np.concatenate([g[:30], s])
+        gaps.append(float(np.mean(s[pairs[:, 1]] - s[pairs[:, 0]] - (g[pairs[:, 1]] - g[pairs[:, 0]]))))
+    assert len(pairs) > 10 and abs(gaps[0]) < 0.01 and 0.1 < gaps[1] < gaps[2] <= 1.0
+
+
+def test_rank_labels_are_standardised_midranks_of_the_labelled_set(shared):
+    dm = LabelledPairsDataModule(str(shared / "nb201_200ep.csv.gz"), "cifar10_valid_valid_acc", num_labelled=200,
+                                 labels="rank", max_pairs=1000)
+    dm.setup()
+    z = dm.train_labels
+    assert np.all(np.diff(z[np.argsort(dm.train_y, kind="stable")]) >= 0)  # monotone in the accuracy
+    assert abs(z.mean()) < 1e-9 and z.std() == pytest.approx(1.0, rel=0.02) and np.abs(z).max() < math.sqrt(3)
+    np.testing.assert_allclose(dm.label(dm.train_y), z)
+    assert dm.label(np.array([dm.train_y.max() + 1]))[0] == pytest.approx(math.sqrt(3))  # above every label
+    with pytest.raises(ValueError, match="labels must be one of value, rank"):
+        LabelledPairsDataModule(str(shared / "nb201_200ep.csv.gz"), "cifar10_valid_valid_acc", labels="ranks")
+
+
+@settings(max_examples=20, deadline=None)
+@given(genotypes, genotypes)
+def test_context_inputs_keep_the_predictor_antisymmetric(g1, g2):
+    space = get_space("nb201")
+    torch.manual_seed(0)
+    model = DifferencePredictor(space="nb201", context=True, hidden=16)
+    a, b = space.make(g1), space.make(g2)
+    assert model.in_features == 60
+    forward, backward = model.gains(a, [b])[0], model.gains(b, [a])[0]
+    torch.testing.assert_close(forward, -backward)
+    x, _ = labelled_pairs(space, [a, b], np.array([0.0, 1.0]), context=True)
+    assert x.shape == ((2, 60) if g1 != g2 else (0, 60))
+
+
+def test_context_is_refused_for_an_absolute_model():
+    with pytest.raises(ValueError, match="context is a difference-mode input"):
+        DifferencePredictor(mode="absolute", context=True)
+
+
+def test_pair_taus_are_one_for_exact_differences(nb201):
+    space, model = get_space("nb201"), DifferencePredictor(space="nb201", mode="absolute")
+    archs = [space.from_key(k) for k in nb201.keys[:3000].tolist()]
+    y = nb201.column("cifar10_valid_valid_acc")[:3000]
+    lookup = {tuple(x.tolist()): v for x, v in zip(model.encode(archs), y)}
+    model.predict_x = lambda x: torch.tensor([lookup[tuple(r.tolist())] for r in x], dtype=torch.float64)
+    result = pair_taus(model, archs, y, seed=0, max_pairs=500)
+    assert result["pair_tau"] == pytest.approx(1.0) and result["edit_tau"] == pytest.approx(1.0)
+    assert result["edits"] > 20
 
 
 # --- the search (Alg. 2) -----------------------------------------------------------------------------
@@ -338,3 +435,15 @@ def test_search_with_a_mismatched_predictor_is_one_line(tmp_path, capsys, monkey
             "--run_dir", str(tmp_path / "run"), "--progress", "false"]
     assert main(args) == 2
     assert "does not fit the configured `model:`" in capsys.readouterr().err
+
+
+def test_the_tau_study_refits_delta_nas_when_difference_tau_changes(monkeypatch):
+    """Delta-NAS has no fit config: the report's recipe of its tau fits holds difference_tau's settings."""
+    from benchmarks.report.tau import tau_recipe
+    from lightning_nas.predictors import evaluate
+
+    before = tau_recipe("Delta-NAS", 1500, {})
+    monkeypatch.setitem(evaluate.DIFFERENCE_DATA, "labels", "value")
+    assert tau_recipe("Delta-NAS", 1500, {}) != before
+    monkeypatch.setitem(evaluate.DIFFERENCE_DATA, "labels", "rank")
+    assert tau_recipe("Delta-NAS", 1500, {}) == before

@@ -169,8 +169,9 @@ def tau_section(out: Path, tau: list[dict[str, Any]]) -> list[str]:
              "inputs (each cell featurised by its equivalence class's representative; "
              "configs/fits/nb201/dcl_enas_finetune.yaml); CTNAS: the comparator's score (mean P[a beats r] over 64 "
              "reference architectures); CR-LSO: the ICNN trained with the G-VAE on semi-supervised pseudo-labels; "
-             "Delta-NAS: the difference predictor trained on labelled pairs, ranking by its 64 nearest labelled "
-             "anchors (paper Table 1). "
+             "Delta-NAS: the difference predictor trained on labelled pairs (differences of their ranks, the pair's "
+             "context beside its difference), ranking by its 64 nearest labelled anchors (paper Table 1; the readings "
+             "measured in benchmarks/results/delta_nas.md). "
              "EDNAG learns nothing of its own (it uses the GIN).", ""]
     for space, study in STUDIES.items():
         rows = [r for r in tau if r.get("space", "nb201") == space]

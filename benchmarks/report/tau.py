@@ -17,6 +17,7 @@ from benchmarks.report.records import restore_record, save_record
 from lightning_nas.executors import Executor, RunsFailed
 from lightning_nas.io import atomic_write, dumps
 from lightning_nas.bench import portable, resolved_config
+from lightning_nas.predictors.evaluate import difference_settings
 
 TAU_SEEDS = 5
 
@@ -99,7 +100,7 @@ def tau_job(name: str, size: int, seed: int, epochs: int, recipe: str, path: str
 def tau_recipe(name: str, length: int, producers: dict[str, Path], study: TauStudy = NB201) -> str:
     """What a tau fit was made from: its training length (epochs; Delta-NAS: steps) and the resolved
     (portable) fit config of the predictor and of every config that writes a checkpoint it loads
-    (DCL-ENAS: stage 1)."""
+    (DCL-ENAS: stage 1); Delta-NAS: `difference_tau`'s default settings."""
     config = PREDICTORS[name].config(study)
     configs, pending = [], [config] if config else []
     while pending:
@@ -108,7 +109,9 @@ def tau_recipe(name: str, length: int, producers: dict[str, Path], study: TauStu
         pending += [producers[c] for c in needed_checkpoints(resolved) if c in producers]
     if study.space != "nb201":  # Delta-NAS has no config: its table tells the studies apart
         configs.append({"table": study.table, "target": study.target})
-    return hashlib.sha256(json.dumps({"length": length, "configs": configs}, sort_keys=True).encode()).hexdigest()
+    # nor its settings: those are difference_tau's defaults
+    settings = {"difference": difference_settings()} if config is None else {}
+    return hashlib.sha256(json.dumps({"length": length, "configs": configs, **settings}, sort_keys=True).encode()).hexdigest()
 
 
 def ensure_predictors_fitted(names: list[str], producers: dict[str, Path], log: list[str],

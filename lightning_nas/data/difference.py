@@ -14,6 +14,7 @@ Batches are `DifferenceBatch(x [B, D], y [B])`; labels are divided by their root
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -26,15 +27,17 @@ from lightning_nas.encodings.difference import (
     Edit,
     apply_edit,
     check_encoding,
-    differences,
     encode,
     encoding_size,
+    pair_input,
     random_edit,
     reverse,
     sample_with_values,
 )
 from lightning_nas.spaces.base import Architecture, SearchSpace
 
+#: what the predictor learns of the labelled architectures (`LabelledPairsDataModule`)
+LABELS = ("value", "rank")
 #: draws per wanted encoding before sampling gives up (small D^k spaces run out of new edits)
 MAX_DRAWS_PER_ENCODING = 50
 
@@ -142,13 +145,14 @@ def labelled_pairs(
     max_edit: int | None = None,
     max_pairs: int | None = None,
     rng: np.random.Generator | None = None,
+    context: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Every ordered pair (i -> j), i != j, of labelled architectures at most `max_edit` edits apart
-    (None: any distance), as (difference encodings [P, D], y[j] - y[i]); at most `max_pairs`,
-    drawn with `rng`."""
+    (None: any distance), as (predictor inputs `pair_input` [P, D or 2D], y[j] - y[i]); at most
+    `max_pairs`, drawn with `rng`."""
     y = np.asarray(y, dtype=np.float64)
     if len(archs) < 2:
-        return np.zeros((0, encoding_size(space, encoding)), np.float32), np.zeros(0)
+        return np.zeros((0, encoding_size(space, encoding) * (2 if context else 1)), np.float32), np.zeros(0)
     genotypes = np.array([a.genotype for a in archs])
     distance = hamming(genotypes)
     keep = distance > 0
@@ -159,17 +163,21 @@ def labelled_pairs(
         pick = np.sort((rng or np.random.default_rng(0)).choice(len(i), size=max_pairs, replace=False))
         i, j = i[pick], j[pick]
     enc = encode(space, archs, encoding)
-    return enc[j] - enc[i], y[j] - y[i]
+    return pair_input(enc[i], enc[j], context), y[j] - y[i]
 
 
 class LabelledPairsDataModule(ArchitectureDataModule):
     """The core split (`num_labelled` by `seed`) served for the difference predictor.
 
     mode "difference": train items are ordered pairs of labelled architectures (at most
-    `max_pairs`, at most `max_edit` edits apart) labelled by their real difference / y_std;
+    `max_pairs`, at most `max_edit` edits apart) labelled by the difference of their labels;
     validation items pair each of the first `max_val` held-out architectures with a labelled
     anchor (tau of predicted against real differences). mode "absolute": single architectures,
-    encoded the same way, labelled by the z-scored target (the absolute twin)."""
+    encoded the same way, labelled by their labels (the absolute twin). `labels`: "value", the
+    z-scored target; "rank", the z-scored rank among the labelled architectures (differences of
+    ranks: a few very bad cells do not dominate the squared loss). `train_labels` holds them (the
+    anchors' values when the predictor ranks). `context`: pair inputs carry the sum of the two
+    encodings beside their difference (`pair_input`; the model needs the same `context`)."""
 
     def __init__(
         self,
@@ -183,12 +191,24 @@ class LabelledPairsDataModule(ArchitectureDataModule):
         mode: str = "difference",
         max_edit: int | None = None,
         max_pairs: int | None = 200_000,
+        labels: str = "value",
+        context: bool = False,
     ):
         super().__init__(benchmark, target, num_labelled, seed, batch_size, max_val)
         self.save_hyperparameters()
         check_encoding(encoding)
         if mode not in ("difference", "absolute"):
             raise ValueError(f"mode must be 'difference' or 'absolute', got {mode!r}")
+        if labels not in LABELS:
+            raise ValueError(f"labels must be one of {', '.join(LABELS)}, got {labels!r}")
+
+    def label(self, y: np.ndarray) -> np.ndarray:
+        """Target values in the units the predictor learns (`labels`), relative to the labelled set."""
+        if self.hparams.labels == "value":
+            return (y - self.y_mean) / self.y_std
+        ordered = np.sort(self.train_y)
+        mid_rank = (np.searchsorted(ordered, y, "left") + np.searchsorted(ordered, y, "right")) / 2  # in [0, n]
+        return (mid_rank / max(1, len(ordered)) - 0.5) * math.sqrt(12)  # a uniform quantile at unit variance
 
     def setup(self, stage: str | None = None) -> None:
         self.load()
@@ -198,15 +218,17 @@ class LabelledPairsDataModule(ArchitectureDataModule):
         rng = np.random.default_rng(hp.seed)
         train_archs, train_y = self.train_archs, self.train_y
         val_archs, val_y = self.archs(self.val_rows), self.y_all[self.val_rows]
+        self.train_labels, val_labels = self.label(train_y), self.label(val_y)
         if hp.mode == "absolute":
-            self.train_x, self.train_t = encode(space, train_archs, hp.encoding), (train_y - self.y_mean) / self.y_std
-            self.val_x, self.val_t = encode(space, val_archs, hp.encoding), (val_y - self.y_mean) / self.y_std
+            self.train_x, self.train_t = encode(space, train_archs, hp.encoding), self.train_labels
+            self.val_x, self.val_t = encode(space, val_archs, hp.encoding), val_labels
             return
-        self.train_x, deltas = labelled_pairs(space, train_archs, train_y, hp.encoding, hp.max_edit, hp.max_pairs, rng)
-        self.train_t = deltas / self.y_std
+        self.train_x, self.train_t = labelled_pairs(space, train_archs, self.train_labels, hp.encoding, hp.max_edit,
+                                                    hp.max_pairs, rng, hp.context)
         anchors = rng.integers(len(train_archs), size=len(val_archs)) if len(train_archs) else np.zeros(0, int)
-        self.val_x = differences(space, [train_archs[i] for i in anchors], val_archs, hp.encoding)
-        self.val_t = (val_y - train_y[anchors]) / self.y_std
+        self.val_x = pair_input(encode(space, [train_archs[i] for i in anchors], hp.encoding),
+                                encode(space, val_archs, hp.encoding), hp.context)
+        self.val_t = val_labels - self.train_labels[anchors]
 
     def train_dataloader(self) -> DataLoader:
         if len(self.train_t) == 0:

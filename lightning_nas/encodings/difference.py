@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+import torch
 
 from lightning_nas.errors import ConfigError
 from lightning_nas.spaces.base import Architecture, SearchSpace
@@ -60,6 +61,16 @@ def differences(
     return encode(space, others, kind) - encode(space, bases, kind)
 
 
+def pair_input(base, other, context: bool = False):
+    """The difference predictor's input for the pairs (base -> other) (numpy arrays or tensors,
+    [..., D]): the difference encoding, or with `context` the sum beside it ([..., 2D]: what the
+    pair shares, which the difference alone hides)."""
+    if not context:
+        return other - base
+    concatenate = torch.cat if isinstance(base, torch.Tensor) else np.concatenate
+    return concatenate([base + other, other - base], -1)
+
+
 def edit_of(a: Architecture, b: Architecture) -> Edit:
     """The genotype positions where `b` differs from `a`, with old and new values."""
     return tuple((i, int(x), int(y)) for i, (x, y) in enumerate(zip(a.genotype, b.genotype)) if x != y)
@@ -99,3 +110,40 @@ def sample_with_values(space: SearchSpace, fixed: dict[int, int], rng: np.random
     for i, v in fixed.items():
         g[i] = v
     return space.make(g)
+
+
+def neighbour_pairs(archs: Sequence[Architecture]) -> np.ndarray:
+    """[P, 2] index pairs (i < j) of `archs` whose genotypes differ in exactly one position: the edges
+    of the 1-edit graph over a set of architectures (as `labelled_pairs` measures edit distance)."""
+    if len(archs) < 2:
+        return np.zeros((0, 2), dtype=np.int64)
+    genotypes = np.array([a.genotype for a in archs], dtype=np.int64)
+    words, slot, weight = _mixed_radix(genotypes)
+    found = [np.zeros((0, 2), dtype=np.int64)]
+    for position in range(genotypes.shape[1]):
+        rest = words.copy()
+        rest[:, slot[position]] -= genotypes[:, position] * weight[position]  # the key without this position
+        _, group = np.unique(rest, axis=0, return_inverse=True) if rest.shape[1] > 1 else np.unique(
+            rest[:, 0], return_inverse=True)
+        group = group.ravel()
+        order = np.argsort(group, kind="stable")
+        for offset in range(1, int(np.bincount(group).max())):  # every pair inside a group (at most |choices|)
+            i, j = order[:-offset], order[offset:]
+            same = (group[i] == group[j]) & (genotypes[i, position] != genotypes[j, position])
+            found.append(np.stack([np.minimum(i, j), np.maximum(i, j)], 1)[same])
+    return np.unique(np.concatenate(found), axis=0)
+
+
+def _mixed_radix(genotypes: np.ndarray) -> tuple[np.ndarray, list[int], list[int]]:
+    """Genotypes packed into a few int64 words ([N, W]), and for each position its word and weight."""
+    slot, weight, word, scale = [], [], 0, 1
+    for base in (genotypes.max(0) + 1).tolist():
+        if scale * base >= 2**62:
+            word, scale = word + 1, 1
+        slot.append(word)
+        weight.append(scale)
+        scale *= base
+    words = np.zeros((len(genotypes), word + 1), dtype=np.int64)
+    for position, (w, v) in enumerate(zip(slot, weight)):
+        words[:, w] += genotypes[:, position] * v
+    return words, slot, weight

@@ -58,34 +58,97 @@ def epochs_for(steps: int, items: int, batch_size: int) -> int:
     return max(1, math.ceil(steps / max(1, math.ceil(items / batch_size))))
 
 
+#: Delta-NAS's predictor learning from labels as the report's tau study runs it, chosen across NB201,
+#: NB101, TNB101 and DARTS on split seeds 100-102 (benchmarks/results/delta_nas.md, "The paper's Table 1"):
+#: pairs of labelled cells labelled by the difference of their ranks, inputs with the pair's context beside
+#: its difference, each held-out cell scored by its 64 nearest labelled anchors. Arguments of `LabelledPairsDataModule`,
+#: `DifferencePredictor` and `DifferencePredictor.rank_scores`; `context` only in difference mode.
+DIFFERENCE_DATA: dict[str, Any] = {"max_pairs": 50_000, "batch_size": 256, "labels": "rank", "context": True}
+DIFFERENCE_MODEL: dict[str, Any] = {"context": True}
+DIFFERENCE_RANKING: dict[str, Any] = {"num_anchors": 64, "neighbour_weight": 0.0}
+DIFFERENCE_STEPS = 1500
+
+
+def difference_settings(mode: str = "difference") -> dict[str, dict[str, Any]]:
+    """The default data / model / ranking arguments of a `mode` predictor (a recipe of the tau study)."""
+    difference = mode == "difference"
+    return {"data": {k: v for k, v in DIFFERENCE_DATA.items() if difference or k != "context"},
+            "model": {k: v for k, v in DIFFERENCE_MODEL.items() if difference or k != "context"},
+            "ranking": dict(DIFFERENCE_RANKING), "steps": DIFFERENCE_STEPS}
+
+
 def difference_parts(benchmark: str | list[str], target: str, num_labelled: float, seed: int, mode: str = "difference",
-                     encoding: str = "adjacency", max_pairs: int = 50_000):
+                     encoding: str = "adjacency", data: dict[str, Any] | None = None,
+                     model: dict[str, Any] | None = None):
     """Delta-NAS's predictor learning from labels (paper Table 1): (datamodule, model factory).
     `difference` trains on ordered pairs of labelled architectures, `absolute` regresses the label
-    with the same network and encoding."""
+    with the same network and encoding; `data` / `model` override arguments of
+    `LabelledPairsDataModule` / `DifferencePredictor` (defaults: `difference_settings`)."""
     from lightning_nas.data.difference import LabelledPairsDataModule
     from lightning_nas.predictors.difference import DifferencePredictor
 
-    data = LabelledPairsDataModule(benchmark, target, num_labelled=num_labelled, seed=seed, mode=mode,
-                                   encoding=encoding, max_pairs=max_pairs, batch_size=256)
-    data.setup()
-    return data, lambda: DifferencePredictor(space=data.space.name, encoding=encoding, mode=mode)
+    defaults = difference_settings(mode)
+    datamodule = LabelledPairsDataModule(benchmark, target, num_labelled=num_labelled, seed=seed, mode=mode,
+                                         encoding=encoding, **{**defaults["data"], **(data or {})})
+    datamodule.setup()
+    model = {**defaults["model"], **(model or {})}
+    return datamodule, lambda: DifferencePredictor(space=datamodule.space.name, encoding=encoding, mode=mode, **model)
 
 
 def difference_tau(benchmark: str | list[str], target: str, num_labelled: float, seed: int, mode: str = "difference",
-                   encoding: str = "adjacency", steps: int = 1500, max_pairs: int = 50_000,
-                   num_anchors: int = 64) -> dict[str, Any]:
-    """`difference_parts` trained for about `steps` optimiser steps; a difference predictor ranks each
-    held-out architecture by its `num_anchors` nearest labelled anchors."""
-    data, make_model = difference_parts(benchmark, target, num_labelled, seed, mode, encoding, max_pairs)
+                   encoding: str = "adjacency", steps: int = DIFFERENCE_STEPS, data: dict[str, Any] | None = None,
+                   model: dict[str, Any] | None = None, ranking: dict[str, Any] | None = None,
+                   init_checkpoint: str | None = None) -> dict[str, Any]:
+    """`difference_parts` trained for about `steps` optimiser steps (from the weights of
+    `init_checkpoint`, e.g. a fit on proxy differences, if given); then the predictor ranks every
+    held-out architecture (`DifferencePredictor.rank_scores` with the labelled architectures as
+    anchors, `ranking` over `DIFFERENCE_RANKING`). Also the tau of its differences on held-out
+    one-edit pairs (`pair_taus`)."""
+    data_module, make_model = difference_parts(benchmark, target, num_labelled, seed, mode, encoding, data, model)
     torch.manual_seed(seed)
-    model = make_model()
-    epochs = epochs_for(steps, len(data.train_t), data.hparams.batch_size)
+    predictor = make_model()
+    if init_checkpoint:
+        predictor.load_state_dict(torch.load(init_checkpoint, map_location="cpu", weights_only=False)["state_dict"])
+    epochs = epochs_for(steps, len(data_module.train_t), data_module.hparams.batch_size)
     start = time.perf_counter()
-    quiet_trainer(epochs).fit(model, data)
+    quiet_trainer(epochs).fit(predictor, data_module)
     fit_s = time.perf_counter() - start
-    anchor_y = (data.train_y - data.y_mean) / data.y_std
-    scores = model.rank_scores(data.heldout_archs, data.train_archs, anchor_y, num_anchors=num_anchors)
-    tau = kendall_rank_corrcoef(scores.float(), torch.as_tensor(data.heldout_y, dtype=torch.float32))
-    return {"tau": float(tau), "fit_s": round(fit_s, 2), "epochs": epochs, "steps": steps,
-            "training_pairs": len(data.train_t), "labelled": len(data.train_rows), "heldout": len(data.heldout_rows)}
+    scores = predictor.rank_scores(data_module.heldout_archs, data_module.train_archs, data_module.train_labels,
+                                   **{**DIFFERENCE_RANKING, **(ranking or {})})
+    rank_s = time.perf_counter() - start - fit_s
+    tau = kendall_rank_corrcoef(scores.float(), torch.as_tensor(data_module.heldout_y, dtype=torch.float32))
+    return {"tau": float(tau), **pair_taus(predictor, data_module.heldout_archs, data_module.heldout_y, seed),
+            "fit_s": round(fit_s, 2), "rank_s": round(rank_s, 2), "epochs": epochs, "steps": steps,
+            "training_pairs": len(data_module.train_t), "labelled": len(data_module.train_rows),
+            "heldout": len(data_module.heldout_rows)}
+
+
+def pair_taus(predictor, archs: list, y, seed: int, max_pairs: int = 4000, samples: int = 4) -> dict[str, Any]:
+    """Kendall tau of predicted against real differences on the one-edit pairs of `archs` (at most
+    `max_pairs`, both directions), over the pairs (`pair_tau`) and over their difference encodings,
+    each labelled by the mean real difference of `samples` pairs that realise it, as in the DoA
+    dataset of Alg. 1 (`edit_tau`, adjacency encoding; `edits`: how many). NaN without such pairs."""
+    import numpy as np
+
+    from lightning_nas.encodings.difference import encode, neighbour_pairs
+
+    pairs = neighbour_pairs(archs)
+    rng = np.random.default_rng(seed)
+    if len(pairs) > max_pairs:
+        pairs = pairs[np.sort(rng.choice(len(pairs), max_pairs, replace=False))]
+    pairs = np.concatenate([pairs, pairs[:, ::-1]])
+    if len(pairs) < 2:
+        return {"pair_tau": math.nan, "edit_tau": math.nan, "edits": 0}
+    x = predictor.encode(archs)
+    predicted = predictor.pair_gains(x[pairs[:, 0]], x[pairs[:, 1]]).double().numpy()
+    real = np.asarray(y, dtype=np.float64)[pairs[:, 1]] - np.asarray(y, dtype=np.float64)[pairs[:, 0]]
+    adjacency = encode(predictor.space, archs, "adjacency")
+    _, edit = np.unique(adjacency[pairs[:, 1]] - adjacency[pairs[:, 0]], axis=0, return_inverse=True)
+    edit, order = edit.ravel(), rng.permutation(len(pairs))
+    chosen = [order[edit[order] == e][:samples] for e in np.unique(edit)]
+    chosen = [c for c in chosen if len(c) == samples]
+    edit_predicted = [predicted[c].mean() for c in chosen]
+    edit_real = [real[c].mean() for c in chosen]
+    tau = lambda a, b: float(kendall_rank_corrcoef(torch.as_tensor(a).float(), torch.as_tensor(b).float()))
+    return {"pair_tau": tau(predicted, real), "edit_tau": tau(edit_predicted, edit_real) if len(chosen) > 1 else math.nan,
+            "edits": len(chosen)}

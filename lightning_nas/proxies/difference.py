@@ -23,7 +23,7 @@ import numpy as np
 from torch.utils.data import DataLoader
 
 from lightning_nas.data.difference import EditGroup, difference_loader, rms, sample_edit_groups
-from lightning_nas.encodings.difference import check_encoding, differences
+from lightning_nas.encodings.difference import check_encoding, differences, encode, pair_input
 from lightning_nas.proxies.cache import ProxyCache
 from lightning_nas.proxies.zero_cost import DATA_FREE, check_proxy
 from lightning_nas.spaces.base import Architecture, SearchSpace, get_space
@@ -33,7 +33,9 @@ class DifferenceDataModule(L.LightningDataModule):
     """The DoA dataset (Alg. 1) over one search space, split by encoding into train / validation.
 
     `proxy` labels by default; `benchmark` + `target` label by real table differences instead.
-    `test_dataloader` serves the validation encodings (there is no third split)."""
+    `context`: every pair is an item, its input `pair_input(a, b, context=True)` (the pairs of one
+    edit differ in what they share, so their differences are not averaged); the model needs the same
+    `context`. `test_dataloader` serves the validation encodings (there is no third split)."""
 
     def __init__(
         self,
@@ -55,6 +57,7 @@ class DifferenceDataModule(L.LightningDataModule):
         val_fraction: float = 0.2,
         seed: int = 0,
         batch_size: int = 32,
+        context: bool = False,
     ):
         """`images`: an image datamodule (lightning_nas.data.images) for proxies that read real data
         (snip, grad_norm, fisher, nwot, jacov, grasp); the data-free ones (zen, synflow, params, flops)
@@ -117,13 +120,22 @@ class DifferenceDataModule(L.LightningDataModule):
         self.groups, self.pair_deltas = self._label(self.groups, values)
         if not self.groups:
             raise ValueError(f"the {hp.proxy} proxy is undefined on every sampled pair; choose another proxy")
-        self.labels = np.array([d.mean() for d in self.pair_deltas])
-        # Alg. 1: the encoding of an item is the difference of its first pair
-        firsts = [g.pairs[0] for g in self.groups]
-        self.x = differences(space, [a for a, _ in firsts], [b for _, b in firsts], hp.encoding)
+        if hp.context:
+            pairs = [pair for g in self.groups for pair in g.pairs]
+            self.x = pair_input(encode(space, [a for a, _ in pairs], hp.encoding),
+                                encode(space, [b for _, b in pairs], hp.encoding), context=True)
+            self.labels = np.concatenate(self.pair_deltas)
+            group_of = np.repeat(np.arange(len(self.groups)), [len(g.pairs) for g in self.groups])
+        else:
+            self.labels = np.array([d.mean() for d in self.pair_deltas])
+            # Alg. 1: the encoding of an item is the difference of its first pair
+            firsts = [g.pairs[0] for g in self.groups]
+            self.x = differences(space, [a for a, _ in firsts], [b for _, b in firsts], hp.encoding)
+            group_of = np.arange(len(self.groups))
         order = rng.permutation(len(self.groups))
         n_val = int(round(hp.val_fraction * len(order))) if len(order) > 1 else 0
-        self.val_idx, self.train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
+        validation = np.isin(group_of, order[:n_val])
+        self.val_idx, self.train_idx = np.flatnonzero(validation), np.flatnonzero(~validation)
         self.label_scale = rms(self.labels[self.train_idx])
 
     @staticmethod

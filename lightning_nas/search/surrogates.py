@@ -321,7 +321,7 @@ class DifferenceSurrogate(Surrogate):
             centred = y - y.mean()
             x, targets = encode(self.space, archs, hp.encoding), centred / rms(centred)
         else:
-            x, deltas = labelled_pairs(self.space, archs, y, hp.encoding, max_edit)
+            x, deltas = labelled_pairs(self.space, archs, y, hp.encoding, max_edit, context=hp.context)
             targets = deltas / rms(deltas)
         if len(targets) < 2:
             return False
