@@ -203,8 +203,7 @@ def part_table1(args) -> dict[str, Any]:
     """Every reading on every space and labelled count; tau averaged over seeds, then over targets."""
     seeds = range(args.seed_offset, args.seed_offset + args.seeds_table1)
     group = f"seeds {seeds[0]}-{seeds[-1]}"
-    path = RESULTS / "delta_nas.json"
-    out = readings_only((json.loads(path.read_text()) if path.is_file() else {}).get("table1", {}))
+    out: dict[str, Any] = {}  # main merges it into the file's earlier readings
     for reading in args.readings:
         for space in args.table1_spaces:
             _, targets, sizes, _ = TABLE1[space]
@@ -562,8 +561,11 @@ def main(argv: list[str] | None = None) -> int:
         result = parts[name](args)
         # another bench process may have written other parts meanwhile: merge into the file's state
         data = json.loads(path.read_text()) if path.is_file() else {}
-        data[name] = merged(readings_only(data.get(name, {})), result) if name == "table1" else result
-        data.pop("table1_adjacency+path", None)  # the earlier table's path-encoding variant (reading "path")
+        if name == "table1":
+            data[name] = merged(readings_only(data.get(name, {})), result)
+            data.pop("table1_adjacency+path", None)  # the earlier table's path-encoding variant (reading "path")
+        else:
+            data[name] = result
         data.setdefault("provenance", {})[key] = {"command": command, "machine": machine, "settings": settings,
                                                   "wall_time_s": round(time.perf_counter() - start, 1)}
         RESULTS.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import lightning as L
+import numpy as np
 import torch
 import yaml
 from torchmetrics.functional.regression import kendall_rank_corrcoef
@@ -128,8 +129,6 @@ def pair_taus(predictor, archs: list, y, seed: int, max_pairs: int = 4000, sampl
     `max_pairs`, both directions), over the pairs (`pair_tau`) and over their difference encodings,
     each labelled by the mean real difference of `samples` pairs that realise it, as in the DoA
     dataset of Alg. 1 (`edit_tau`, adjacency encoding; `edits`: how many). NaN without such pairs."""
-    import numpy as np
-
     from lightning_nas.encodings.difference import encode, neighbour_pairs
 
     pairs = neighbour_pairs(archs)
