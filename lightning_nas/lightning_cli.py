@@ -140,6 +140,11 @@ class _InputChecks:
             super().parse_arguments(parser, args)
         except AttributeError as e:  # jsonargparse's failure on a `config:` key inside a config file
             raise ConfigError(f"the config cannot be parsed ({e}): does a config file set `config:`? remove that key") from None
+        subcommand = self.config.get("subcommand")  # `self.subcommand` is set after parsing
+        seed = (self.config[subcommand] if subcommand else self.config).get("seed_everything")
+        if not isinstance(seed, bool) and isinstance(seed, int) and not 0 <= seed < 2**32:
+            # Lightning seeds numpy too, which raises a ValueError inside LightningCLI's constructor
+            raise ConfigError(f"`seed_everything: {seed}` is out of range: give an integer from 0 to {2**32 - 1}")
 
     def instantiate_classes(self) -> None:
         try:

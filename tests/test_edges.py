@@ -370,3 +370,13 @@ def test_the_readme_fit_once_workflow_runs_as_written(shared, tmp_path, monkeypa
         results = json.loads((project / run_dir / "results.json").read_text())
         assert results["strategy"] == "EDNAG" and len(results["queries"]) == results["budget"] == 100
         assert results["predictor_labels_charged"] == 50  # the fitted GIN's labels: the first 50 queries
+
+
+@pytest.mark.parametrize("command", [["search", *[a for c in RS for a in ("--config", c)], "--budget", "3"],
+                                     ["fit", "--config", "configs/fits/nb201/gin.yaml"]])
+@pytest.mark.parametrize("seed", [-1, 2**32])
+def test_a_seed_numpy_cannot_take_is_a_one_line_error(command, seed, tmp_path, capsys):
+    """Lightning seeds numpy too, which accepts 0 to 2**32 - 1: outside that is the config's fault (exit 2)."""
+    assert main([*command, "--seed_everything", str(seed), *(["--run_dir", str(tmp_path / "run")] if command[0] == "search" else [])]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"lightning-nas: error: `seed_everything: {seed}` is out of range: give an integer from 0 to 4294967295"
