@@ -3,6 +3,7 @@
     python -m benchmarks.bench_crlso all        # everything below, then the report
     python -m benchmarks.bench_crlso latent     # latent size: round trip + ICNN tau
     python -m benchmarks.bench_crlso heads      # ICNN vs MLP tau, PCA with / without regularisation
+    python -m benchmarks.bench_crlso study      # where the ICNN loses at the tau study's setting (issue 35)
     python -m benchmarks.bench_crlso report     # benchmarks/results/crlso.{json,md}
 
 The search itself (20 seeds per NB201 protocol at 100 / 150 / 300 queries, beside random search and
@@ -61,18 +62,19 @@ def load_results() -> dict[str, Any]:
     return {**committed, **{p.stem: json.loads(p.read_text()) for p in sorted(PARTS.glob("*.json"))}}
 
 
-def fit(seed: int, pool_holdout: float = 0.0, epochs: int = FIT_EPOCHS, **overrides: Any):
+def fit(seed: int, pool_holdout: float = 0.0, epochs: int = FIT_EPOCHS, num_labelled: int = NUM_LABELLED,
+        **overrides: Any):
     """A fitted model, from the fit cache when the same fit was made before (CPU is scarce)."""
     from lightning_nas.data.gvae import GVAEDataModule
     from lightning_nas.predictors.crlso import CRLSOModel
     from lightning_nas.training import quiet_trainer
 
     L.seed_everything(seed, verbose=False)
-    dm = GVAEDataModule([str(SHARED / t) for t in TABLES], TARGET, num_labelled=NUM_LABELLED, seed=seed,
+    dm = GVAEDataModule([str(SHARED / t) for t in TABLES], TARGET, num_labelled=num_labelled, seed=seed,
                         batch_size=64, max_val=500, pool_holdout=pool_holdout)
     settings = {**FIT, **overrides}
     model = CRLSOModel("nb201", **settings, max_epochs_hint=epochs)
-    key = json.dumps(["cifar10", seed, pool_holdout, epochs, NUM_LABELLED, settings], sort_keys=True)
+    key = json.dumps(["cifar10", seed, pool_holdout, epochs, num_labelled, settings], sort_keys=True)
     cached = FITS / f"{hashlib.sha1(key.encode()).hexdigest()[:16]}.pt"
     if cached.is_file():
         dm.setup()
@@ -143,6 +145,66 @@ def part_heads(seed: int) -> None:
     names = [n for n in ("unconstrained", "regularized") if (PARTS / f"latents_{n}.npz").is_file()]
     latents = {n: tuple(np.load(PARTS / f"latents_{n}.npz")[k] for k in ("z", "y")) for n in names}
     print("figure:", pca_figure(latents), flush=True)
+
+
+#: the report's tau study on NB201 at 1 % (benchmarks/report/tau.py): 156 labels, tau over every other cell
+STUDY_LABELLED, STUDY_SEEDS = 156, (100, 101, 102)  # tuning seeds, never the report's (0-4)
+#: one change at a time against the recipe (configs/fits/nb201/crlso.yaml)
+STUDY_CHANGES = {"latent 32": {"latent_dim": 32}, "latent 64": {"latent_dim": 64},
+                 "prediction weight 0.1": {"prediction_weight": 0.1}, "prediction weight 1": {"prediction_weight": 1.0},
+                 "12 joint epochs": {"epochs": 12}}
+
+
+def part_study(seeds: tuple[int, ...] = STUDY_SEEDS, changes: list[str] | None = None) -> None:
+    """Issue 35 item 2: where CR-LSO's ICNN loses against a GIN on the same labels, at the tau study's
+    setting. Per seed, the recipe's joint ICNN beside (a) its pseudo-labeller (the semi-supervised GNN)
+    on the same cells, (b) fresh ICNN / MLP heads fitted to the same pseudo-labels on the frozen latent
+    (the cost of convexity), (c) a fresh ICNN on the true labels alone (what the pseudo-labels add),
+    (d) the report's GIN on the same labels; then one change of the recipe at a time."""
+    from lightning_nas.nn.icnn import ICNN, MLPHead
+    from lightning_nas.predictors.evaluate import config_tau
+
+    part = load_part("study") or {"num_labelled": STUDY_LABELLED, "rows": {}}
+    for seed in seeds:
+        row = part["rows"].setdefault(str(seed), {})
+        if "recipe" not in row:
+            model, dm, seconds = fit(seed, num_labelled=STUDY_LABELLED)
+            archs, y = dm.archs(dm.heldout_rows), dm.heldout_y
+            row.update(recipe=heldout_tau(model, dm), heldout=len(archs), fit_s=round(seconds, 1),
+                       pseudo_labeller=tau(model.semi_predict(archs), y),
+                       **{f"fresh_{k}": v for k, v in head_comparison(model, dm, seed, ICNN, MLPHead).items()},
+                       true_labels_icnn=labels_only_icnn(model, dm, seed))
+            gin = config_tau(ROOT / "configs" / "fits" / "nb201" / "gin.yaml", STUDY_LABELLED, seed, 100,
+                             {"benchmark": [str(SHARED / t) for t in TABLES], "target": TARGET})
+            row["gin"] = gin["tau"]
+            save_part("study", part)
+            print(seed, row, flush=True)
+        for name in changes or list(STUDY_CHANGES):
+            if name not in row:
+                settings = dict(STUDY_CHANGES[name])
+                model, dm, _ = fit(seed, num_labelled=STUDY_LABELLED, **settings)
+                row[name] = heldout_tau(model, dm)
+                save_part("study", part)
+                print(seed, name, row[name], flush=True)
+
+
+def labels_only_icnn(model, dm, seed: int, epochs: int = 200) -> float:
+    """A fresh ICNN of the recipe's size fitted to the true (z-scored) labels alone on the frozen latent."""
+    from lightning_nas.nn.icnn import ICNN
+
+    z, y = model.embed(dm.train_archs), model.standardise(torch.as_tensor(dm.train_y, dtype=torch.float32))
+    torch.manual_seed(seed)
+    head = ICNN(z.shape[1], model.hparams.head_hidden, model.hparams.head_layers)
+    optimizer = torch.optim.Adam(head.parameters(), lr=1e-3)
+    for _ in range(epochs):
+        for index in torch.randperm(len(z)).split(32):
+            loss = torch.nn.functional.mse_loss(-head(z[index]), y[index])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            head.project_()
+    with torch.no_grad():
+        return tau(-head(model.embed(dm.archs(dm.heldout_rows))), dm.heldout_y)
 
 
 def save_latents(name: str, model, dm) -> None:
@@ -225,6 +287,8 @@ def part_report() -> None:
         if (RESULTS / "crlso.png").is_file():
             lines += ["", "![latent space, PCA](crlso.png)"]
         lines.append("")
+    if "study" in results:
+        lines += study_lines(results["study"])
     lines += ["## Search", "",
               "Search at 100 / 150 / 300 queries over 20 seeds on the three NB201 protocols, beside random search",
               "and regularized evolution in the same run, with every decode counted: `lightning-nas report`",
@@ -235,9 +299,33 @@ def part_report() -> None:
     print("\n".join(lines))
 
 
+def study_lines(part: dict[str, Any]) -> list[str]:
+    """The `study` part as a table: one row per predictor or change, one column per tuning seed."""
+    seeds = sorted(part["rows"], key=int)
+    rows = [("recipe", "joint ICNN, the recipe (configs/fits/nb201/crlso.yaml): the tau study's CR-LSO"),
+            ("pseudo_labeller", "its pseudo-labeller alone (the semi-supervised GNN on the labels)"),
+            ("fresh_icnn_tau", "fresh ICNN fitted to the same pseudo-labels on the frozen latent"),
+            ("fresh_mlp_tau", "fresh MLP (same size) on the same latent and pseudo-labels: convexity's cost"),
+            ("true_labels_icnn", f"fresh ICNN on the {part['num_labelled']} true labels alone, frozen latent"),
+            ("gin", "GIN on the same labels (configs/fits/nb201/gin.yaml, 100 epochs)"),
+            *((name, f"the recipe with {name}") for name in STUDY_CHANGES)]
+    lines = [f"## Where the ICNN loses (issue 35): NB201, {part['num_labelled']} labels, tau over every other cell", "",
+             "The tau study's setting (benchmarks/report/tau.py) on tuning seeds " + ", ".join(seeds) +
+             "; the first six rows share each seed's fit, the changes are fits of their own.", "",
+             "| predictor | " + " | ".join(f"seed {s}" for s in seeds) + " | mean |", "|---|" + "---|" * (len(seeds) + 1)]
+    for key, label in rows:
+        values = [part["rows"][s].get(key) for s in seeds]
+        if all(v is None for v in values):
+            continue
+        known = [v for v in values if v is not None]
+        lines.append(f"| {label} | " + " | ".join("—" if v is None else f"{v:.3f}" for v in values)
+                     + f" | {np.mean(known):.3f} |")
+    return lines + [""]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("part", choices=["latent", "heads", "report", "all"])
+    parser.add_argument("part", choices=["latent", "heads", "study", "report", "all"])
     parser.add_argument("--latent-sizes", type=int, nargs="+", default=[8, 16, 32, 64])
     parser.add_argument("--redo", action="store_true", help="forget every finished part and measure again")
     add_script_arguments(parser)
@@ -246,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS, RUNS = script_folders(args, "crlso")
     OUT_JSON, PARTS, FITS, SHARED = RESULTS / "crlso.json", RUNS / "parts", RUNS / "fits", shared_tables(args.shared)
     torch.set_num_threads(1)
-    todo = ["latent", "heads"] if args.part == "all" else [args.part]
+    todo = ["latent", "heads", "study"] if args.part == "all" else [args.part]
     if args.redo:
         for path in PARTS.glob("*"):
             path.unlink()
@@ -254,6 +342,8 @@ def main(argv: list[str] | None = None) -> int:
         part_latent(args.latent_sizes, seed=0)
     if "heads" in todo:
         part_heads(seed=0)
+    if "study" in todo:
+        part_study()
     part_report()
     return 0
 

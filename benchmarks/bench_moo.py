@@ -14,7 +14,9 @@ through `lightning-nas bench` (finished seeds are reused). Parts:
   CPU time per cell measured afresh on a sample in a scratch store;
 - front: the table's true Pareto front of each protocol and its hypervolume;
 - search: every method and seed; hypervolume per budget, mean ± std, and its share of the true one;
-- plot: one seed's fronts per method against the true front.
+- plot: one seed's fronts per method against the true front;
+- reach: how many queries the baselines (RS, MO-RE) need for a share of the true front's hypervolume
+  (budgets up to 1,000; runs under benchmarks/runs/moo/reach/), the yardstick for the 99 % target.
 Results: benchmarks/results/moo.{json,md} and moo_<protocol>.png; runs: benchmarks/runs/moo/.
 """
 from __future__ import annotations
@@ -30,13 +32,16 @@ import numpy as np
 
 from benchmarks.report.common import add_script_arguments, at_root, from_root, pyplot, quiet, script_folders, shared_tables
 from benchmarks.report.fits import checkpoint_producers, ensure_fitted, seed_fit_arguments, seed_fits
+from benchmarks.report.moo import reach_lines
 from benchmarks.report.protocols import Method, Protocol, methods, protocols
 from lightning_nas.bench import bench_main, config_arguments, resolved_config
 from lightning_nas.executors import LocalPool
 from lightning_nas.io import atomic_write
 
 BUDGETS = (50, 100, 150)
-PARTS = ("costs", "front", "search", "plot")
+PARTS = ("costs", "front", "search", "plot", "reach")
+REACH_BUDGETS = (100, 200, 300, 500, 1000)
+REACH_METHODS = ("RS", "MO-RE")
 SAMPLE = 300  # cells whose costs are counted afresh to time the counting
 
 
@@ -170,7 +175,7 @@ def plot(protocol: Protocol, entry: dict[str, Any], budget: int, path: Path) -> 
 
 def markdown(data: dict[str, Any]) -> str:
     lines = ["# Multi-objective search on NAS-Bench-201 CIFAR-10", "",
-             f"Command: `{data['command']}`", "",
+             "Commands (each adds or replaces its parts): " + ", ".join(f"`{c}`" for c in data.get("commands", [data["command"]])), "",
              "Hypervolume of the front of the queried cells (validation accuracy against FLOPs or parameters), "
              "normalised so that each objective's ideal is 0 and its reference point 1 (declared in the protocol "
              "file: accuracy 100 % / 80 %, FLOPs 0 / 225 M, parameters 0 / 1.6 M); mean ± std over "
@@ -193,6 +198,7 @@ def markdown(data: dict[str, Any]) -> str:
             size = m["front_size"].get("100", float("nan"))
             lines.append(f"| {method} | " + " | ".join(cells) + f" | {size:.1f} | {m['wall_s_per_run']:.1f} |")
         lines.append("")
+        lines += reach_lines(entry, len(data["seeds"]))
         if "costs" in entry:
             c = entry["costs"]
             lines += [f"Costs of all {c['cells']} cells: {c['cpu_ms_per_cell']} ms CPU per cell (counted afresh on "
@@ -214,13 +220,16 @@ def verdict(data: dict[str, Any]) -> list[str]:
     return [f"{len(above)} of {len(five)} methods above MO-RE's mean hypervolume at 100 queries ({', '.join(above)}): "
             f"{'met' if len(above) >= 3 else 'not met'} (at least 3)",
             f"best: {best}, {100 * share:.2f} % of the true front's hypervolume: {'met' if share >= 0.99 else 'not met'} "
-            "(at least 99 %)"]
+            "(at least 99 %)"] + [
+        f"{name} reaches 99 % " + next((f"at {b} queries" for b, h in sorted(r.items(), key=lambda x: int(x[0]))
+                                        if h / entry["front"]["hypervolume"] >= 0.99), f"at none of {', '.join(r)} queries")
+        for name, r in entry.get("reach", {}).items()]
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_script_arguments(parser)
-    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=[p for p in PARTS if p != "reach"])
     parser.add_argument("--protocols", nargs="+", default=[p.name for p in protocols(multi_objective=True)])
     parser.add_argument("--methods", nargs="+", default=[m.name for m in methods(multi_objective=True)])
     parser.add_argument("--seeds", type=int, default=20)
@@ -236,7 +245,9 @@ def main(argv: list[str] | None = None) -> None:
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     out_json = results / "moo.json"
     data = json.loads(out_json.read_text()) if out_json.is_file() else {"protocols": {}}
-    data.update(command=" ".join(["python -m benchmarks.bench_moo", *(argv or [])]), seeds=seeds,
+    command = " ".join(["python -m benchmarks.bench_moo", *(argv or [])])
+    data["commands"] = list(dict.fromkeys([*data.get("commands", [data["command"]] if "command" in data else []), command]))
+    data.update(command=command, seeds=seeds,
                 budgets=sorted(args.budgets))
     producers, log = checkpoint_producers(), []
     with at_root():
@@ -255,6 +266,14 @@ def main(argv: list[str] | None = None) -> None:
                     entry["methods"][method.name] = m
                     figures = "  ".join(f"{b}: {h['mean']:.4f} ± {h['std']:.4f}" for b, h in m["hypervolume"].items())
                     print(f"[{protocol.name}] {method.name}: {figures} ({m['wall_s_per_run']:.1f} s/run)", flush=True)
+                    atomic_write(out_json, json.dumps(data, indent=1))
+            if "reach" in args.parts:
+                entry["reach"] = {}
+                for method in (m for m in methods(multi_objective=True) if m.name in REACH_METHODS):
+                    m = run_method(protocol, method, shared, runs / "reach", seeds, list(REACH_BUDGETS), args.workers,
+                                   producers, log)
+                    entry["reach"][method.name] = {b: h["mean"] for b, h in m["hypervolume"].items()}
+                    print(f"[{protocol.name}] reach {method.name}: {entry['reach'][method.name]}", flush=True)
                     atomic_write(out_json, json.dumps(data, indent=1))
             entry["methods"] = {m.name: entry["methods"][m.name] for m in methods(multi_objective=True)
                                 if m.name in entry["methods"]}

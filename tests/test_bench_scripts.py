@@ -139,3 +139,23 @@ def test_bench_proxies_darts_reports_the_cells_already_scored(tmp_path, shared):
     assert {p for p in PROXIES if "ours_vs_naslib" in results["correlation"][p]} == set(NASLIB_COLUMNS)
     assert results["live_training"]["archs"] == 1 and results["live_training"]["config"] == "configs/darts/task.yaml"
     assert "n = 5 of 500 cells" in (tmp_path / "results" / "proxies_darts.md").read_text()
+
+
+def test_bench_moo_renders_the_baselines_reach_beside_the_methods():
+    from benchmarks.bench_moo import markdown, verdict
+
+    def method(hv100):
+        return {"hypervolume": {"50": {"mean": hv100 - 0.02, "std": 0.01}, "100": {"mean": hv100, "std": 0.01}},
+                "front_size": {"100": 10.0}, "wall_s_per_run": 1.0}
+
+    data = {"command": "python -m benchmarks.bench_moo", "seeds": [0, 1], "budgets": [50, 100], "protocols": {
+        "nb201-cifar10-moo": {"front": {"front": [{}] * 19, "hypervolume": 0.5},
+                              "methods": {"RS": method(0.46), "MO-RE": method(0.47), "DCL-ENAS": method(0.48),
+                                          "CTNAS": method(0.475), "CR-LSO": method(0.495), "EDNAG": method(0.46)},
+                              "reach": {"RS": {"100": 0.46, "1000": 0.49}, "MO-RE": {"100": 0.47, "300": 0.496}}}}}
+    data["verdict"] = verdict(data)
+    text = markdown(data)
+    assert "| RS | 92.0 % | — | 98.0 % |" in text and "| MO-RE | 94.0 % | 99.2 % | — |" in text
+    assert "3 of 4 methods above MO-RE's mean hypervolume at 100 queries (DCL-ENAS, CTNAS, CR-LSO): met" in text
+    assert "best: CR-LSO, 99.00 % of the true front's hypervolume: met" in text
+    assert "- RS reaches 99 % at none of 100, 1000 queries" in text and "- MO-RE reaches 99 % at 300 queries" in text

@@ -15,7 +15,9 @@ from lightning_nas.errors import ConfigError
 from lightning_nas.proxies.costs import NetworkCosts
 from lightning_nas.search.baselines import RandomSearch, RegularizedEvolution
 from lightning_nas.search.mo_baselines import MultiObjectiveRE
-from lightning_nas.search.mo_modes import CTNASMode, DeltaNASMode
+from lightning_nas.search.ednag import EDNAG
+from lightning_nas.predictors.gin import GINRegressor
+from lightning_nas.search.mo_modes import CTNASMode, DeltaNASMode, EDNAGMode
 from lightning_nas.search.objectives import Objectives
 from lightning_nas.search.pareto import hypervolume, nondominated
 from lightning_nas.search.runner import run_search
@@ -181,3 +183,26 @@ def test_delta_nas_mode_spreads_its_members_and_steps_by_scalarised_change(share
     gains = torch.tensor([-1.0, 1.0])  # the dearer one is predicted better
     assert mode.utility(4, base, [cheaper, dearer], gains).argmax() == 1  # accuracy only
     assert mode.utility(0, base, [cheaper, dearer], gains).argmax() == 0  # FLOPs only
+
+
+def test_ednag_mode_queries_its_first_population_by_hypervolume_improvement(shared, tmp_path, monkeypatch):
+    """A generation run scores thousands of cells; ordering all of them greedily took minutes per run.
+    The greedy order covers the first population_size, the rest follow by predicted score."""
+    calls, select = [], EDNAGMode.select
+
+    def spy(self, archs, predicted, k=None):
+        order = select(self, archs, predicted, k)
+        calls.append((len(archs), k, [archs[i].genotype for i in order]))
+        return order
+
+    monkeypatch.setattr(EDNAGMode, "select", spy)
+    strategy = EDNAG(fitness="predictor", steps=6, population_size=8, random_start=6)
+    out = search(shared, tmp_path, strategy, budget=14, model=GINRegressor(in_channels=7, hidden=8), ask_batch=4,
+                 finetune_epochs=1, objectives=PARETO)
+    assert len(out["queries"]) == 14 and calls
+    assert all(k == 8 and len(order) == 8 < n for n, k, order in calls)
+    asked = set(strategy.asked)
+    generated = strategy.generate()
+    n, _, chosen = calls[-1]
+    new = [g for g in chosen if strategy._identity(strategy.space.make(g)) not in asked]
+    assert new and generated[0] == new[0] and len(set(generated)) == len(generated) <= n

@@ -9,11 +9,15 @@ import pytest
 import yaml
 
 import lightning_nas.report
-from benchmarks.report.fits import checkpoint_producers, seed_fit_arguments, seed_fit_config, seed_fits
+from benchmarks.report.fits import (changed_settings, checkpoint_producers, ensure_fitted, seed_fit_arguments,
+                                    seed_fit_config, seed_fits)
+from lightning_nas.errors import ConfigError
 from benchmarks.report.performance import archive_load, nb101_enumeration, search_costs
 from benchmarks.report.protocols import methods, protocol
 from benchmarks.report.searches import run_method
-from benchmarks.report.tau import PREDICTORS, STUDIES, run_tau_study, tau_recipe
+from benchmarks.report.main import keep_earlier_parts
+from benchmarks.report.render import group_means
+from benchmarks.report.tau import PREDICTORS, STUDIES, TAU_SPACES, TNB101_TASKS, run_tau_study, tau_recipe
 from lightning_nas.cli import main
 from lightning_nas.executors import LocalPool
 from lightning_nas.bench import RECIPE_FILE, recipe, seed_arguments
@@ -111,6 +115,71 @@ def test_the_darts_tau_study_ranks_the_other_nb301_cells_with_the_darts_fits(tmp
                           log, shared)
     assert (gin["space"], gin["size"], gin["labelled"], gin["heldout"]) == ("darts", 20, 20, 480)
     assert -1 <= gin["tau"] <= 1 and (tmp_path / "tau" / "darts" / "GIN" / "n20_seed0.json").is_file()
+
+
+def test_tnb101_tasks_are_studies_of_one_group_reported_as_their_mean(tmp_path, monkeypatch, shared):
+    monkeypatch.chdir(ROOT)
+    assert TAU_SPACES["tnb101"] == [f"tnb101-{task}" for task in TNB101_TASKS] and TAU_SPACES["nb101"] == ["nb101"]
+    producers = checkpoint_producers()
+    jigsaw, normal = STUDIES["tnb101-jigsaw"], STUDIES["tnb101-normal"]
+    for name in ("GIN", "Delta-NAS"):  # one fit config, two targets: two recipes
+        assert tau_recipe(name, 2, producers, jigsaw) != tau_recipe(name, 2, producers, normal)
+    [gin] = run_tau_study(["GIN"], {"tnb101-jigsaw": [20]}, 1, True, tmp_path, LocalPool(1, tmp_path / "logs"),
+                          producers, [], shared)
+    assert (gin["space"], gin["labelled"], gin["heldout"]) == ("tnb101-jigsaw", 20, 4076)
+    assert (tmp_path / "tau" / "tnb101" / "jigsaw" / "GIN" / "n20_seed0.json").is_file()
+    # the report's row of a seed is the mean over the seven tasks; a seed some task lacks is left out
+    rows = [{"predictor": "GIN", "size": 41, "seed": seed, "space": f"tnb101-{task}", "tau": 0.1 * i, "fit_s": 2.0}
+            for i, task in enumerate(TNB101_TASKS) for seed in (0, 1) if seed == 0 or task != "normal"]
+    assert [(r["seed"], round(r["tau"], 9), r["fit_s"]) for r in group_means(rows, TAU_SPACES["tnb101"])] == [(0, 0.3, 2.0)]
+
+
+def test_a_report_of_some_parts_keeps_the_others_from_the_report_in_out(tmp_path):
+    old, new = "lightning-nas report --out benchmarks", "lightning-nas report --parts tau --tau-spaces nb101"
+    earlier = {"command": old, "wall_time_s": 1617.0, "seeds": 20, "budgets": [50, 100], "results": [{"method": "RE"}],
+               "not_completed": [], "tau": [{"predictor": "GIN", "tau": 0.6}, {"predictor": "GIN", "space": "darts"},
+                                             {"predictor": "GIN", "space": "nb101", "tau": 0.1}],
+               "performance": {"throughput": {}}, "moo": {"protocols": {}}, "results_tables": {"live": "table"},
+               "log": ["search part: 168 s"]}
+    (tmp_path / "report_data.json").write_text(json.dumps(earlier))
+    data = {"command": new, "wall_time_s": 7.0, "seeds": 2, "budgets": [10], "results": [], "not_completed": [],
+            "tau": [{"predictor": "GIN", "space": "nb101", "tau": 0.7}], "performance": {}, "moo": {},
+            "log": ["tau part: 7 s"]}
+    keep_earlier_parts(tmp_path, data, ["tau"], ["nb101"])
+    assert (data["seeds"], data["results"], data["performance"], data["results_tables"]) == (
+        20, [{"method": "RE"}], {"throughput": {}}, {"live": "table"})
+    # the NB101 rows are this invocation's; the other spaces' rows are kept
+    assert [(r.get("space", "nb201"), r.get("tau")) for r in data["tau"]] == [("nb201", 0.6), ("darts", None), ("nb101", 0.7)]
+    assert [(m["command"], m["parts"]) for m in data["made_by"]] == [
+        (new, ["tau"]), (old, ["search", "tau", "performance", "moo", "results"])]
+    assert data["log"] == ["tau part: 7 s", "(earlier) search part: 168 s"]
+    # a report that makes every part keeps nothing
+    again = {**data, "command": old, "made_by": None, "log": []}
+    keep_earlier_parts(tmp_path, again, ["search", "tau", "performance", "moo", "results"], list(STUDIES))
+    assert [m["command"] for m in again["made_by"]] == [old] and again["tau"] == data["tau"] and again["log"] == []
+
+
+def test_a_checkpoint_fitted_with_other_settings_than_its_fit_config_is_not_reused(tmp_path, shared):
+    config = yaml.safe_load((ROOT / "configs" / "fits" / "nb201" / "gin.yaml").read_text())
+    config["trainer"].update(max_epochs=1, default_root_dir=str(tmp_path), enable_progress_bar=False)
+    config["trainer"]["callbacks"][0]["init_args"]["dirpath"] = str(tmp_path)
+    config["model"]["init_args"]["hidden"] = 8
+    config["data"]["init_args"].update(benchmark=str(shared / "nb201_200ep.csv.gz"), num_labelled=20, max_val=50)
+    producer, ckpt = tmp_path / "gin.yaml", tmp_path / "last.ckpt"
+    producer.write_text(yaml.safe_dump(config))
+    assert main(["fit", "--config", str(producer)]) == 0 and ckpt.is_file()
+    user = tmp_path / "resume.yaml"  # a config that loads the checkpoint
+    user.write_text(yaml.safe_dump({**config, "ckpt_path": str(ckpt)}))
+    producers, log = {str(ckpt): producer}, []
+    assert changed_settings(ckpt, producer) == []
+    ensure_fitted("fit", [user], producers, log)
+    assert log == [f"reused {ckpt} (delete it to fit again)"]
+    config["model"]["init_args"]["hidden"] = 16  # the fit config changed since the checkpoint was written
+    config["data"]["init_args"]["num_labelled"] = 30
+    producer.write_text(yaml.safe_dump(config))
+    assert changed_settings(ckpt, producer) == ["model.hidden: 8 -> 16", "data.num_labelled: 20.0 -> 30.0"]
+    with pytest.raises(ConfigError, match=r"last.ckpt was fitted with other settings .*model.hidden: 8 -> 16.*delete or move it"):
+        ensure_fitted("fit", [user], producers, log)
 
 
 def test_seed_fit_config_puts_the_fit_on_the_protocol_and_the_seed(tmp_path):

@@ -12,7 +12,7 @@ import yaml
 
 from benchmarks.report.common import CONFIGS
 from benchmarks.report.protocols import Protocol
-from lightning_nas.errors import MissingFileError
+from lightning_nas.errors import ConfigError, MissingFileError
 from lightning_nas.io import atomic_write
 from lightning_nas.bench import config_arguments, resolved_config
 from lightning_nas.search.fits import checkpoint_callbacks
@@ -48,6 +48,9 @@ def ensure_fitted(subcommand: str, configs: Sequence[Path], producers: dict[str,
 
     for ckpt in needed_checkpoints(resolved_config([subcommand, *config_arguments(configs)])):
         if Path(ckpt).is_file():
+            if ckpt in producers and (changed := changed_settings(Path(ckpt), producers[ckpt])):
+                raise ConfigError(f"{ckpt} was fitted with other settings than {producers[ckpt]} now gives "
+                                  f"({'; '.join(changed)}): delete or move it, and the report fits it again")
             log.append(f"reused {ckpt} (delete it to fit again)")
             continue
         if ckpt not in producers:
@@ -58,6 +61,22 @@ def ensure_fitted(subcommand: str, configs: Sequence[Path], producers: dict[str,
         if main(["fit", "--config", str(fit_config), "--trainer.enable_progress_bar", "false"]) != 0:
             raise RuntimeError(f"fit of {fit_config} failed")
         log.append(f"fit {fit_config.relative_to(CONFIGS.parent)} ({time.perf_counter() - start:.0f} s)")
+
+
+def changed_settings(ckpt: Path, producer: Path) -> list[str]:
+    """The model and data arguments recorded in `ckpt` whose value differs from what its fit config
+    `producer` resolves to now (arguments one side lacks are not compared), as "section.name: then -> now"."""
+    import torch
+
+    saved = torch.load(ckpt, map_location="cpu", weights_only=False)  # our own fit's checkpoint
+    config = resolved_config(["fit", "--config", str(producer)])
+    plain = lambda value: json.loads(json.dumps(value, default=str))  # tuples as lists, paths as strings
+    changed = []
+    for section, key in (("model", "hyper_parameters"), ("data", "datamodule_hyper_parameters")):
+        now, then = (config.get(section) or {}).get("init_args") or {}, saved.get(key) or {}
+        changed += [f"{section}.{name}: {then[name]!r} -> {now[name]!r}" for name in sorted(set(now) & set(then))
+                    if not name.startswith("_") and plain(now[name]) != plain(then[name])]
+    return changed
 
 
 def seed_fit_config(fit_config: Path, protocol: Protocol, shared: Path, seed: int, folder: Path, quick: bool) -> Path:

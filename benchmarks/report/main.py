@@ -6,10 +6,14 @@ missing and a seed is still to search. What a finished run needs to be reused is
 `--records` (committed), so that a report begun on one machine resumes on another. The performance
 section is measured afresh by every invocation. Paths are resolved from the repository root, so the
 report runs from any directory; it writes REPORT.md, report_data.json and plots/*.png to `--out`.
+A part this invocation does not run keeps what `--out`'s report_data.json holds (and the tau study the
+rows of the spaces it does not run), so one part of the committed report can be regenerated alone; the
+report's first lines name the invocation that made each part.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -22,11 +26,14 @@ from benchmarks.report.performance import measure_performance
 from benchmarks.report.protocols import Method, Protocol, methods, protocols
 from benchmarks.report.render import write_report
 from benchmarks.report.searches import run_searches
-from benchmarks.report.tau import PREDICTORS, STUDIES, TAU_SEEDS, run_tau_study
+from benchmarks.report.tau import PREDICTORS, STUDIES, TAU_SEEDS, TAU_SPACES, run_tau_study
 from lightning_nas.errors import ConfigError
 from lightning_nas.executors import Executor, RunsFailed, add_executor_arguments, executor_from_arguments
 
 PARTS = ("search", "tau", "performance", "moo", "results")
+#: the report data each part makes
+PART_KEYS = {"search": ("seeds", "budgets", "results", "not_completed"), "tau": ("tau",),
+             "performance": ("performance",), "moo": ("moo",), "results": ("results_tables",)}
 #: what --quick runs unless --protocols / --methods / --predictors say otherwise: under 2 minutes
 QUICK = {"protocols": ["nb201-cifar10"], "methods": ["RS", "RE", "EDNAG"], "predictors": ["GIN"], "tau_spaces": ["nb201"]}
 
@@ -46,8 +53,9 @@ def report_main(argv: list[str]) -> int:
     parser.add_argument("--predictors", nargs="*", choices=list(PREDICTORS),
                         help="predictors of the tau study and the throughput measurement (default: all)")
     parser.add_argument("--tau-seeds", type=int, default=TAU_SEEDS)
-    parser.add_argument("--tau-spaces", nargs="*", choices=list(STUDIES),
-                        help="the spaces of the tau study (default: all; NB201 at 156 and 1,562 labels, DARTS at 100)")
+    parser.add_argument("--tau-spaces", nargs="*", choices=list(TAU_SPACES),
+                        help="the spaces of the tau study (default: all; NB201 at 156 and 1,562 labels, NB101 at 424, "
+                             "TNB101's seven tasks at 41 and 410, DARTS at 100)")
     parser.add_argument("--shared", help="folder of the shared benchmark tables (default: ../shared/benchmarks "
                                          "beside the repository)")
     parser.add_argument("--out", help="where REPORT.md, report_data.json and plots/ go (default: a new folder "
@@ -87,9 +95,36 @@ def report_main(argv: list[str]) -> int:
             print(f"lightning-nas report: {e}", file=sys.stderr)
             return 1
         data["command"] = " ".join(["lightning-nas report", *argv])
+        keep_earlier_parts(out, data, args.parts, plan_studies(args) if "tau" in args.parts else [])
         write_report(out, data)
     print(f"report: {out / 'REPORT.md'} ({data['wall_time_s']:.0f} s)")
     return 0
+
+
+def plan_studies(args: argparse.Namespace) -> list[str]:
+    """The tau studies an invocation runs."""
+    return [study for space in args.tau_spaces or TAU_SPACES for study in TAU_SPACES[space]]
+
+
+def keep_earlier_parts(out: Path, data: dict[str, Any], parts: list[str], studies: list[str]) -> None:
+    """Complete `data` from the report already in `out`: the parts not run now, and the tau rows of
+    studies not run now. `data["made_by"]` lists each invocation whose parts the report shows."""
+    this = {"command": data["command"], "wall_time_s": data["wall_time_s"], "parts": list(parts)}
+    path = out / "report_data.json"
+    earlier = json.loads(path.read_text()) if path.is_file() else {}
+    made_by = earlier.get("made_by") or ([{"command": earlier["command"], "wall_time_s": earlier["wall_time_s"],
+                                           "parts": list(PARTS)}] if earlier else [])
+    kept = [p for p in PARTS if p not in parts and any(earlier.get(k) for k in PART_KEYS[p])]
+    for part in kept:
+        data.update({k: earlier[k] for k in PART_KEYS[part] if k in earlier})
+    if "tau" in parts and earlier.get("tau"):
+        data["tau"] = [r for r in earlier["tau"] if r.get("space", "nb201") not in studies] + data["tau"]
+        if any(r.get("space", "nb201") not in studies for r in earlier["tau"]):
+            kept.append("tau")
+    data["made_by"] = [this] + [{**m, "parts": [p for p in m["parts"] if p in kept]} for m in made_by]
+    data["made_by"] = [m for m in data["made_by"] if m["parts"]]
+    if kept:
+        data["log"] = data["log"] + [e if e.startswith("(earlier) ") else f"(earlier) {e}" for e in earlier.get("log", [])]
 
 
 def run_parts(args: argparse.Namespace, executor: Executor, chosen: list[Protocol], chosen_methods: list[Method],
@@ -108,7 +143,8 @@ def run_parts(args: argparse.Namespace, executor: Executor, chosen: list[Protoco
         log.append(f"search part: {time.perf_counter() - part_start:.0f} s")
     if "tau" in args.parts:
         part_start = time.perf_counter()
-        plan = {space: [20, 60] if args.quick else list(STUDIES[space].sizes) for space in args.tau_spaces or STUDIES}
+        plan = {study: [20, 60] if args.quick else list(STUDIES[study].sizes)
+                for space in args.tau_spaces or TAU_SPACES for study in TAU_SPACES[space]}
         tau_seeds = min(2, args.tau_seeds) if args.quick else args.tau_seeds
         data["tau"] = run_tau_study(names, plan, tau_seeds, args.quick, runs, executor, producers, log, shared,
                                     records / "tau.tar.gz")

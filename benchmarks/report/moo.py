@@ -24,7 +24,8 @@ def moo_section(out: Path, moo: dict[str, Any], results: Path = RESULTS) -> list
     lines = ["## Multi-objective search", ""]
     if not moo.get("protocols"):
         return lines + ["No results: run `python -m benchmarks.bench_moo` (benchmarks/results/moo.json).", ""]
-    lines += [f"From `{moo['command']}` (benchmarks/results/moo.md; docs/multi_objective.md): hypervolume of the "
+    commands = ", ".join(f"`{c}`" for c in moo.get("commands", [moo["command"]]))
+    lines += [f"From {commands} (benchmarks/results/moo.md; docs/multi_objective.md): hypervolume of the "
               "front of the queried cells, normalised per objective (ideal 0, reference point 1, declared in each "
               f"protocol file), mean ± std over {len(moo['seeds'])} seeds, and its share of the table's true "
               "front's hypervolume.", ""]
@@ -44,7 +45,22 @@ def moo_section(out: Path, moo: dict[str, Any], results: Path = RESULTS) -> list
                      for h in (m["hypervolume"][str(b)] for b in budgets)]
             lines.append(f"| {method} | " + " | ".join(cells) + " |")
         lines.append("")
+        lines += reach_lines(entry, len(moo["seeds"]))
     return lines + [f"- {line}" for line in moo.get("verdict", [])] + [""]
+
+
+def reach_lines(entry: dict[str, Any], seeds: int) -> list[str]:
+    """bench_moo's `reach` part of a protocol: the baselines' share of the true front's hypervolume by budget."""
+    if not entry.get("reach"):
+        return []
+    true = entry["front"]["hypervolume"]
+    budgets = sorted({int(b) for r in entry["reach"].values() for b in r})
+    lines = [f"How far the baselines get with more queries (the same {seeds} seeds; share of the true front's "
+             "hypervolume, mean):", "",
+             "| method | " + " | ".join(f"{b} queries" for b in budgets) + " |", "|---" * (len(budgets) + 1) + "|"]
+    lines += [f"| {method} | " + " | ".join(f"{100 * r[str(b)] / true:.1f} %" if str(b) in r else "—" for b in budgets)
+              + " |" for method, r in entry["reach"].items()]
+    return lines + [""]
 
 
 #: the results part: bench scripts' committed tables the report carries, in its order

@@ -1,7 +1,8 @@
 """The predictor study: each predictor fitted on n labelled architectures drawn by the seed ranks every
-other architecture of the table (Kendall tau), on NAS-Bench-201 and on the DARTS cells of nb301_500
-(NAS-Bench-301). Each (space, predictor, labels, seed) result is saved as it ends and reused while its
-recipe (training length and resolved fit configs) holds."""
+other architecture of the table (Kendall tau), on NAS-Bench-201, NAS-Bench-101 (the 30k table),
+TransNAS-Bench-101 micro (each of its seven tasks; the report shows their mean) and the DARTS cells of
+nb301_500 (NAS-Bench-301). Each (study, predictor, labels, seed) result is saved as it ends and reused
+while its recipe (training length and resolved fit configs) holds."""
 from __future__ import annotations
 
 import hashlib
@@ -24,8 +25,9 @@ TAU_SEEDS = 5
 
 @dataclass(frozen=True)
 class TauStudy:
-    """The study on one space: its table and target, the labelled counts, the folder of its fit configs
-    and where its results go under the runs folder ("": the NB201 study's, the first one's layout)."""
+    """The study on one table and target (`space`: its name, a key of `STUDIES`): the labelled counts,
+    the folder of its fit configs and where its results go under the runs folder ("": the NB201 study's,
+    the first one's layout). Studies of one `group` (TNB101's tasks) are reported as their mean."""
 
     space: str
     table: str
@@ -34,16 +36,35 @@ class TauStudy:
     fits: Path
     folder: str
     title: str
+    group: str = ""
+
+    @property
+    def report_group(self) -> str:
+        return self.group or self.space
+
+
+#: TransNAS-Bench-101 micro's seven tasks (the columns of tnb101_micro.csv.gz, higher is better)
+TNB101_TASKS = ("class_scene", "class_object", "room_layout", "jigsaw", "segmentsemantic", "normal", "autoencoder")
 
 
 STUDIES = {
     # 1% and 10% of NB201
     "nb201": TauStudy("nb201", "nb201_200ep.csv.gz", "cifar10_valid_valid_acc", (156, 1562), CONFIGS / "fits" / "nb201",
                       "", "NAS-Bench-201"),
+    # PINAT's NB101 split: 424 labels (0.1 % of the space) rank the rest, here every other cell of the 30k table
+    "nb101": TauStudy("nb101", "nb101_hashed_30k.csv.gz", "valid_acc_108ep", (424,), CONFIGS / "fits" / "nb101",
+                      "nb101", "NAS-Bench-101 (nb101_hashed_30k)"),
+    # 1% and 10% of the 4,096 cells, each task on its own; reported as the mean over the tasks
+    **{f"tnb101-{task}": TauStudy(f"tnb101-{task}", "tnb101_micro.csv.gz", f"{task}_valid", (41, 410),
+                                  CONFIGS / "fits" / "tnb101", f"tnb101/{task}", "TransNAS-Bench-101 micro (mean over "
+                                  "its seven tasks)", "tnb101") for task in TNB101_TASKS},
     # 100 of the 500 cells (the TA-GATES and FlowerFormer anchors lie at 58-589 labels)
     "darts": TauStudy("darts", "nb301_500.csv.gz", "cifar10_valid_acc", (100,), CONFIGS / "fits" / "darts",
                       "darts", "DARTS (NAS-Bench-301, nb301_500)"),
 }
+#: what `--tau-spaces` chooses: a study, or every study of a group
+TAU_SPACES = {group: [name for name, study in STUDIES.items() if study.report_group == group]
+              for group in dict.fromkeys(study.report_group for study in STUDIES.values())}
 NB201 = STUDIES["nb201"]
 TAU_TABLE, TAU_TARGET, TAU_SIZES = NB201.table, NB201.target, list(NB201.sizes)
 
@@ -62,17 +83,23 @@ class PredictorSpec:
         return study.fits / self.config_name if self.config_name else None
 
 
-# DARTS (100 labels): each predictor trains as long as at NB201's 1%, the same recipe on every table
+def lengths(small: int, large: int) -> dict[int, int]:
+    """Training length by labelled count: NB201's 1 % length at every study's small count (TNB101 1 %,
+    DARTS 100, NB101 424, NB201 156), its 10 % length at the 10 % counts (TNB101 410, NB201 1,562): the
+    same recipe on every table."""
+    return {41: small, 100: small, 156: small, 424: small, 410: large, 1562: large}
+
+
 PREDICTORS = {
-    "GIN": PredictorSpec("gin.yaml", {100: 100, 156: 100, 1562: 100}),
+    "GIN": PredictorSpec("gin.yaml", lengths(100, 100)),
     # epochs at 10%: measured, benchmarks/results/settings/dcl_enas.md (100 would cost 10x the steps of 1%)
-    "DCL-ENAS": PredictorSpec("dcl_enas_finetune.yaml", {100: 100, 156: 100, 1562: 60}),
-    "CTNAS": PredictorSpec("ctnas.yaml", {100: 200, 156: 200, 1562: 60}),  # bench_ctnas.py
+    "DCL-ENAS": PredictorSpec("dcl_enas_finetune.yaml", lengths(100, 60)),
+    "CTNAS": PredictorSpec("ctnas.yaml", lengths(200, 60)),  # bench_ctnas.py
     # tau of the ICNN trained with the G-VAE on the semi-supervised pseudo-labels; a throughput epoch
     # runs over the G-VAE's pool (its size is the pool's), after a 1-epoch semi-supervised stage
-    "CR-LSO": PredictorSpec("crlso.yaml", {100: 4, 156: 4, 1562: 4}, "pool_size", {"semi_epochs": 1}),
+    "CR-LSO": PredictorSpec("crlso.yaml", lengths(4, 4), "pool_size", {"semi_epochs": 1}),
     # optimiser steps, not epochs (bench_delta_nas.py --table1-steps); throughput items: labelled pairs
-    "Delta-NAS": PredictorSpec(None, {100: 1500, 156: 1500, 1562: 1500}),
+    "Delta-NAS": PredictorSpec(None, lengths(1500, 1500)),
 }
 
 

@@ -224,10 +224,14 @@ class EDNAG(Strategy):
         if missing:
             raise RuntimeError("a surrogate-scored generation asked for oracle answers; this is a bug")
         ranked = sorted(self.scored, key=lambda g: -self.scored[g])
-        if self.mo is not None:  # greedy hypervolume improvement over the recorded front
+        if self.mo is not None:  # greedy hypervolume improvement over the recorded front, for the first
+            # population_size (a greedy step costs a pass over every generated cell); the rest by fitness
             scored = list(self.scored)
-            order = self.mo.select([self.space.make(g) for g in scored], np.array([self.scored[g] for g in scored]))
-            ranked = [scored[i] for i in order]
+            order = self.mo.select([self.space.make(g) for g in scored], np.array([self.scored[g] for g in scored]),
+                                   self.population_size)
+            head = [scored[i] for i in order]
+            chosen = set(head)
+            ranked = head + [g for g in ranked if g not in chosen]
         self.generation_seconds.append(time.perf_counter() - start)
         out, identities = [], set(self.asked)
         for g in ranked:
