@@ -142,7 +142,7 @@ def test_a_report_of_some_parts_keeps_the_others_from_the_report_in_out(tmp_path
                "performance": {"throughput": {}}, "moo": {"protocols": {}}, "results_tables": {"live": "table"},
                "log": ["search part: 168 s"]}
     (tmp_path / "report_data.json").write_text(json.dumps(earlier))
-    data = {"command": new, "wall_time_s": 7.0, "seeds": 2, "budgets": [10], "results": [], "not_completed": [],
+    data = {"command": new, "mode": "full", "wall_time_s": 7.0, "seeds": 2, "budgets": [10], "results": [], "not_completed": [],
             "tau": [{"predictor": "GIN", "space": "nb101", "tau": 0.7}], "performance": {}, "moo": {},
             "log": ["tau part: 7 s"]}
     keep_earlier_parts(tmp_path, data, ["tau"], ["nb101"])
@@ -157,6 +157,10 @@ def test_a_report_of_some_parts_keeps_the_others_from_the_report_in_out(tmp_path
     again = {**data, "command": old, "made_by": None, "log": []}
     keep_earlier_parts(tmp_path, again, ["search", "tau", "performance", "moo", "results"], list(STUDIES))
     assert [m["command"] for m in again["made_by"]] == [old] and again["tau"] == data["tau"] and again["log"] == []
+    # nor does a --quick report into a folder that holds a full one
+    quick = {**data, "mode": "quick", "made_by": None, "results": [], "tau": [], "log": []}
+    keep_earlier_parts(tmp_path, quick, ["tau"], ["nb201"])
+    assert (quick["results"], quick["tau"], len(quick["made_by"])) == ([], [], 1)
 
 
 def test_a_checkpoint_fitted_with_other_settings_than_its_fit_config_is_not_reused(tmp_path, shared):

@@ -94,7 +94,7 @@ def report_main(argv: list[str]) -> int:
         except RunsFailed as e:
             print(f"lightning-nas report: {e}", file=sys.stderr)
             return 1
-        data["command"] = " ".join(["lightning-nas report", *argv])
+        data["command"], data["mode"] = " ".join(["lightning-nas report", *argv]), mode
         keep_earlier_parts(out, data, args.parts, plan_studies(args) if "tau" in args.parts else [])
         write_report(out, data)
     print(f"report: {out / 'REPORT.md'} ({data['wall_time_s']:.0f} s)")
@@ -108,10 +108,13 @@ def plan_studies(args: argparse.Namespace) -> list[str]:
 
 def keep_earlier_parts(out: Path, data: dict[str, Any], parts: list[str], studies: list[str]) -> None:
     """Complete `data` from the report already in `out`: the parts not run now, and the tau rows of
-    studies not run now. `data["made_by"]` lists each invocation whose parts the report shows."""
+    studies not run now, if it was made in the same mode (full or --quick). `data["made_by"]` lists each
+    invocation whose parts the report shows."""
     this = {"command": data["command"], "wall_time_s": data["wall_time_s"], "parts": list(parts)}
     path = out / "report_data.json"
     earlier = json.loads(path.read_text()) if path.is_file() else {}
+    if earlier.get("mode", "full") != data["mode"]:  # a --quick report never completes a full one, nor the reverse
+        earlier = {}
     made_by = earlier.get("made_by") or ([{"command": earlier["command"], "wall_time_s": earlier["wall_time_s"],
                                            "parts": list(PARTS)}] if earlier else [])
     kept = [p for p in PARTS if p not in parts and any(earlier.get(k) for k in PART_KEYS[p])]

@@ -225,7 +225,7 @@ class EDNAG(Strategy):
             raise RuntimeError("a surrogate-scored generation asked for oracle answers; this is a bug")
         ranked = sorted(self.scored, key=lambda g: -self.scored[g])
         if self.mo is not None:  # greedy hypervolume improvement over the recorded front, for the first
-            # population_size (a greedy step costs a pass over every generated cell); the rest by fitness
+            # population_size (a greedy step costs a pass over every generated cell); the rest by predicted score
             scored = list(self.scored)
             order = self.mo.select([self.space.make(g) for g in scored], np.array([self.scored[g] for g in scored]),
                                    self.population_size)
