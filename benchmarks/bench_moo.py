@@ -175,7 +175,7 @@ def plot(protocol: Protocol, entry: dict[str, Any], budget: int, path: Path) -> 
 
 def markdown(data: dict[str, Any]) -> str:
     lines = ["# Multi-objective search on NAS-Bench-201 CIFAR-10", "",
-             "Commands (each adds or replaces its parts): " + ", ".join(f"`{c}`" for c in data.get("commands", [data["command"]])), "",
+             "Commands (each adds or replaces its parts): " + ", ".join(f"`{c}`" for c in data["commands"]), "",
              "Hypervolume of the front of the queried cells (validation accuracy against FLOPs or parameters), "
              "normalised so that each objective's ideal is 0 and its reference point 1 (declared in the protocol "
              "file: accuracy 100 % / 80 %, FLOPs 0 / 225 M, parameters 0 / 1.6 M); mean ± std over "
@@ -246,8 +246,8 @@ def main(argv: list[str] | None = None) -> None:
     out_json = results / "moo.json"
     data = json.loads(out_json.read_text()) if out_json.is_file() else {"protocols": {}}
     command = " ".join(["python -m benchmarks.bench_moo", *(argv or [])])
-    data["commands"] = list(dict.fromkeys([*data.get("commands", [data["command"]] if "command" in data else []), command]))
-    data.update(command=command, seeds=seeds,
+    earlier = data.get("commands", [data.pop("command")] if "command" in data else [])  # files before the list
+    data.update(commands=list(dict.fromkeys([*earlier, command])), seeds=seeds,
                 budgets=sorted(args.budgets))
     producers, log = checkpoint_producers(), []
     with at_root():

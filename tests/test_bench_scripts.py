@@ -148,7 +148,7 @@ def test_bench_moo_renders_the_baselines_reach_beside_the_methods():
         return {"hypervolume": {"50": {"mean": hv100 - 0.02, "std": 0.01}, "100": {"mean": hv100, "std": 0.01}},
                 "front_size": {"100": 10.0}, "wall_s_per_run": 1.0}
 
-    data = {"command": "python -m benchmarks.bench_moo", "seeds": [0, 1], "budgets": [50, 100], "protocols": {
+    data = {"commands": ["python -m benchmarks.bench_moo"], "seeds": [0, 1], "budgets": [50, 100], "protocols": {
         "nb201-cifar10-moo": {"front": {"front": [{}] * 19, "hypervolume": 0.5},
                               "methods": {"RS": method(0.46), "MO-RE": method(0.47), "DCL-ENAS": method(0.48),
                                           "CTNAS": method(0.475), "CR-LSO": method(0.495), "EDNAG": method(0.46)},

@@ -2,6 +2,7 @@
 seed, on the protocol's labels drawn by the seed."""
 from __future__ import annotations
 
+import functools
 import json
 import time
 from dataclasses import dataclass
@@ -65,18 +66,24 @@ def ensure_fitted(subcommand: str, configs: Sequence[Path], producers: dict[str,
 
 def changed_settings(ckpt: Path, producer: Path) -> list[str]:
     """The model and data arguments recorded in `ckpt` whose value differs from what its fit config
-    `producer` resolves to now (arguments one side lacks are not compared), as "section.name: then -> now"."""
+    `producer` resolves to now (arguments one side lacks are not compared), as "section.name: then -> now".
+    Compared once per checkpoint file version and config text (a report checks each shared fit many times)."""
+    return list(_changed_settings(str(ckpt), ckpt.stat().st_mtime_ns, str(producer), producer.read_text()))
+
+
+@functools.lru_cache(maxsize=None)
+def _changed_settings(ckpt: str, _mtime_ns: int, producer: str, _text: str) -> tuple[str, ...]:
     import torch
 
     saved = torch.load(ckpt, map_location="cpu", weights_only=False)  # our own fit's checkpoint
-    config = resolved_config(["fit", "--config", str(producer)])
+    config = resolved_config(["fit", "--config", producer])
     plain = lambda value: json.loads(json.dumps(value, default=str))  # tuples as lists, paths as strings
     changed = []
     for section, key in (("model", "hyper_parameters"), ("data", "datamodule_hyper_parameters")):
         now, then = (config.get(section) or {}).get("init_args") or {}, saved.get(key) or {}
         changed += [f"{section}.{name}: {then[name]!r} -> {now[name]!r}" for name in sorted(set(now) & set(then))
                     if not name.startswith("_") and plain(now[name]) != plain(then[name])]
-    return changed
+    return tuple(changed)
 
 
 def seed_fit_config(fit_config: Path, protocol: Protocol, shared: Path, seed: int, folder: Path, quick: bool) -> Path:

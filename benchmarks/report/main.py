@@ -124,8 +124,8 @@ def keep_earlier_parts(out: Path, data: dict[str, Any], parts: list[str], studie
         data["tau"] = [r for r in earlier["tau"] if r.get("space", "nb201") not in studies] + data["tau"]
         if any(r.get("space", "nb201") not in studies for r in earlier["tau"]):
             kept.append("tau")
-    data["made_by"] = [this] + [{**m, "parts": [p for p in m["parts"] if p in kept]} for m in made_by]
-    data["made_by"] = [m for m in data["made_by"] if m["parts"]]
+    earlier_parts = [{**m, "parts": [p for p in m["parts"] if p in kept]} for m in made_by]
+    data["made_by"] = [this] + [m for m in earlier_parts if m["parts"]]
     if kept:
         data["log"] = data["log"] + [e if e.startswith("(earlier) ") else f"(earlier) {e}" for e in earlier.get("log", [])]
 

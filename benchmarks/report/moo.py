@@ -24,7 +24,7 @@ def moo_section(out: Path, moo: dict[str, Any], results: Path = RESULTS) -> list
     lines = ["## Multi-objective search", ""]
     if not moo.get("protocols"):
         return lines + ["No results: run `python -m benchmarks.bench_moo` (benchmarks/results/moo.json).", ""]
-    commands = ", ".join(f"`{c}`" for c in moo.get("commands", [moo["command"]]))
+    commands = ", ".join(f"`{c}`" for c in moo["commands"])
     lines += [f"From {commands} (benchmarks/results/moo.md; docs/multi_objective.md): hypervolume of the "
               "front of the queried cells, normalised per objective (ideal 0, reference point 1, declared in each "
               f"protocol file), mean ± std over {len(moo['seeds'])} seeds, and its share of the table's true "
